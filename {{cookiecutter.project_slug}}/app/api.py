@@ -1,0 +1,31 @@
+"""The /api/v1 router: one include line per domain.
+
+Protected by default: everything in `protected` needs a valid access token, checked once at
+router level. Only what is in `public` can be reached without one.
+"""
+
+from fastapi import APIRouter, Depends
+
+from app.auth.dependencies import get_current_user
+from app.auth.router import router as auth_router
+from app.health.router import router as health_router
+{%- if cookiecutter.include_example_resource %}
+from app.items.router import router as items_router
+{%- endif %}
+from app.users.router import admin_router as users_admin_router
+from app.users.router import router as users_router
+
+public = APIRouter()
+public.include_router(auth_router, prefix="/auth", tags=["auth"])
+public.include_router(health_router, prefix="/health", tags=["health"])
+
+protected = APIRouter(dependencies=[Depends(get_current_user)])
+protected.include_router(users_router, prefix="/users", tags=["users"])
+protected.include_router(users_admin_router, prefix="/users", tags=["users"])
+{%- if cookiecutter.include_example_resource %}
+protected.include_router(items_router, prefix="/items", tags=["items"])
+{%- endif %}
+
+api_router = APIRouter(prefix="/api/v1")
+api_router.include_router(public)
+api_router.include_router(protected)

@@ -1,0 +1,34 @@
+from typing import Annotated, Literal
+
+from fastapi import Form
+from pydantic import StringConstraints
+
+from app.core.schemas import Schema
+from app.users.schemas import PASSWORD_MAX_LENGTH
+
+RefreshTokenStr = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class LoginForm(Schema):
+    """The OAuth2 password form (`username` is the email), with bounded fields."""
+
+    username: Annotated[str, StringConstraints(min_length=1, max_length=254)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
+    grant_type: Literal["password"] | None = None
+    scope: Annotated[str, StringConstraints(max_length=256)] = ""
+    client_id: Annotated[str, StringConstraints(max_length=256)] | None = None
+    client_secret: Annotated[str, StringConstraints(max_length=256)] | None = None
+
+
+LoginFormDep = Annotated[LoginForm, Form()]
+
+
+class TokenPair(Schema):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+class RefreshRequest(Schema):
+    refresh_token: RefreshTokenStr

@@ -1,0 +1,103 @@
+"""Login, refresh-token rotation with reuse detection, and logout."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.exceptions import InvalidCredentials, InvalidRefreshToken, RefreshTokenReused
+from app.auth.models import RefreshToken
+from app.auth.schemas import TokenPair
+from app.core.config import get_settings
+from app.core.security import (
+    burn_password_check,
+    create_access_token,
+    digest_refresh_token,
+    new_refresh_token,
+    verify_password,
+)
+from app.users.models import User
+from app.users.service import get_user_by_email
+
+
+async def authenticate(session: AsyncSession, *, email: str, password: str) -> User:
+    """The active user with these credentials; one error for every way it can fail."""
+    user = await get_user_by_email(session, email=email)
+    if user is None:
+        await burn_password_check(password)
+        raise InvalidCredentials
+    matches, new_hash = await verify_password(password, user.password_hash)
+    if not matches or not user.is_active:
+        raise InvalidCredentials
+    if new_hash is not None:
+        # An outdated hash (bcrypt, or weaker Argon2 settings) is replaced now that we can.
+        user.password_hash = new_hash
+    return user
+
+
+async def issue_tokens(
+    session: AsyncSession, *, user: User, family_id: uuid.UUID | None = None
+) -> TokenPair:
+    now = datetime.now(UTC)
+    refresh_token = new_refresh_token()
+    session.add(
+        RefreshToken(
+            user_id=user.id,
+            family_id=family_id or uuid.uuid4(),
+            token_hash=digest_refresh_token(refresh_token),
+            token_version=user.token_version,
+            issued_at=now,
+            expires_at=now + timedelta(days=get_settings().REFRESH_TOKEN_EXPIRE_DAYS),
+        )
+    )
+    await session.flush()
+    access_token, expires_in = create_access_token(user.id, version=user.token_version, now=now)
+    return TokenPair(access_token=access_token, refresh_token=refresh_token, expires_in=expires_in)
+
+
+async def _find(session: AsyncSession, refresh_token: str) -> RefreshToken:
+    stored = await session.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == digest_refresh_token(refresh_token))
+    )
+    if stored is None:
+        raise InvalidRefreshToken
+    return stored
+
+
+async def _revoke_family(session: AsyncSession, family_id: uuid.UUID) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
+
+
+async def rotate_refresh_token(session: AsyncSession, *, refresh_token: str) -> TokenPair:
+    """Spend a refresh token for a new pair. A spent token presented again revokes its family."""
+    stored = await _find(session, refresh_token)
+    if stored.revoked_at is not None:
+        await _revoke_family(session, stored.family_id)
+        raise RefreshTokenReused
+    if stored.expires_at <= datetime.now(UTC):
+        raise InvalidRefreshToken
+    # Claim it atomically: of two requests racing with one token, only one gets a new pair.
+    claimed = await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == stored.id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        await _revoke_family(session, stored.family_id)
+        raise RefreshTokenReused
+    user = await session.get(User, stored.user_id)
+    if user is None or not user.is_active or user.token_version != stored.token_version:
+        raise InvalidRefreshToken
+    return await issue_tokens(session, user=user, family_id=stored.family_id)
+
+
+async def revoke_session(session: AsyncSession, *, refresh_token: str) -> None:
+    """Log out: every token of this login stops working. Repeating it is harmless."""
+    stored = await _find(session, refresh_token)
+    await _revoke_family(session, stored.family_id)

@@ -1,0 +1,177 @@
+"""Domain errors and their RFC 9457 problem-details rendering.
+
+Services raise `AppError` subclasses; they never know about HTTP beyond a status code. Every
+error the API returns, validation and unexpected ones included, is `application/problem+json`.
+"""
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class AppError(Exception):
+    """An error the client can act on, with a stable machine-readable `code`."""
+
+    status_code: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    message: ClassVar[str] = "The request could not be processed."
+    # A few errors must keep what the request wrote before failing (a revoked token family
+    # must stay revoked); the session dependency commits instead of rolling back for those.
+    keep_changes: ClassVar[bool] = False
+
+    def __init__(self, detail: str | None = None) -> None:
+        self.detail = detail or self.message
+        super().__init__(self.detail)
+
+    @property
+    def headers(self) -> Mapping[str, str] | None:
+        return None
+
+
+class NotFound(AppError):
+    status_code = 404
+    code = "not_found"
+    message = "The resource does not exist."
+
+
+class Conflict(AppError):
+    status_code = 409
+    code = "conflict"
+    message = "The request conflicts with the current state of the resource."
+
+
+class PermissionDenied(AppError):
+    status_code = 403
+    code = "permission_denied"
+    message = "You are not allowed to do this."
+
+
+class Unauthorized(AppError):
+    status_code = 401
+    code = "not_authenticated"
+    message = "Valid credentials are required."
+
+    @property
+    def headers(self) -> Mapping[str, str] | None:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class ServiceUnavailable(AppError):
+    status_code = 503
+    code = "database_unavailable"
+    message = "The database is unavailable; try again shortly."
+
+    @property
+    def headers(self) -> Mapping[str, str] | None:
+        return {"Retry-After": "5"}
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as documented in the OpenAPI schema."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    code: str
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationProblem(Problem):
+    errors: list[ValidationIssue]
+
+
+def problem_response(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    return JSONResponse(
+        jsonable_encoder(body), status_code=status, headers=headers, media_type=PROBLEM_JSON
+    )
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` entry that documents these error statuses in OpenAPI."""
+    documented: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        model = ValidationProblem if status == 422 else Problem
+        documented[status] = {
+            "model": model,
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_JSON: {}},
+        }
+    return documented
+
+
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return problem_response(exc.status_code, exc.code, exc.detail, headers=exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # Only location, message and type: never echo the input back (it may be a password).
+    issues = [
+        {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors()
+    ]
+    return problem_response(422, "validation_error", "The request is not valid.", errors=issues)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed", 401: "not_authenticated"}
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    return problem_response(
+        exc.status_code,
+        codes.get(exc.status_code, "http_error"),
+        detail,
+        headers=exc.headers,
+    )
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    logger.error("database unavailable: %s", type(exc.orig).__name__ if exc.orig else exc)
+    error = ServiceUnavailable()
+    return problem_response(error.status_code, error.code, error.detail, headers=error.headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every error as problem+json. Unexpected ones are handled by the logging middleware."""
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _database_error)

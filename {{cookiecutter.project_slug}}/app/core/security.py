@@ -1,0 +1,146 @@
+"""Password hashing and access tokens.
+
+Passwords: pwdlib with Argon2id for every new hash; bcrypt hashes (from an older system) still
+verify and are replaced by Argon2id at the next successful login. Hashing is CPU-bound, so it
+runs in a worker thread and never blocks the event loop.
+
+Access tokens: short-lived JWTs (PyJWT), algorithm pinned, with `exp`, `iat`, `nbf`, `iss`,
+`aud`, `sub`, `jti` and `type` all required. Refresh tokens are opaque random strings; only
+their SHA-256 digest is stored (see app/auth/service.py).
+"""
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+
+import jwt
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+from pwdlib.hashers.bcrypt import BcryptHasher
+from starlette.concurrency import run_in_threadpool
+
+from app.core.config import Settings, get_settings
+
+ACCESS_TOKEN_TYPE = "access"
+REQUIRED_CLAIMS = ("exp", "iat", "nbf", "iss", "aud", "sub", "jti", "type", "ver")
+
+
+@lru_cache
+def _password_hash(time_cost: int, memory_kib: int, parallelism: int) -> PasswordHash:
+    return PasswordHash(
+        (
+            Argon2Hasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism),
+            BcryptHasher(),
+        )
+    )
+
+
+def password_hasher(settings: Settings | None = None) -> PasswordHash:
+    settings = settings or get_settings()
+    return _password_hash(
+        settings.PASSWORD_HASH_TIME_COST,
+        settings.PASSWORD_HASH_MEMORY_KIB,
+        settings.PASSWORD_HASH_PARALLELISM,
+    )
+
+
+async def hash_password(password: str) -> str:
+    return await run_in_threadpool(password_hasher().hash, password)
+
+
+async def verify_password(password: str, password_hash: str) -> tuple[bool, str | None]:
+    """(matches, replacement hash when the stored one is outdated or not Argon2id)."""
+    return await run_in_threadpool(password_hasher().verify_and_update, password, password_hash)
+
+
+@lru_cache
+def _dummy_hash(time_cost: int, memory_kib: int, parallelism: int) -> str:
+    return _password_hash(time_cost, memory_kib, parallelism).hash(secrets.token_urlsafe(16))
+
+
+async def burn_password_check(password: str) -> None:
+    """Spend what a real verify costs, so an unknown email is not told apart by timing."""
+    settings = get_settings()
+    dummy = _dummy_hash(
+        settings.PASSWORD_HASH_TIME_COST,
+        settings.PASSWORD_HASH_MEMORY_KIB,
+        settings.PASSWORD_HASH_PARALLELISM,
+    )
+    await verify_password(password, dummy)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    token_version: int
+    token_id: str
+    expires_at: datetime
+
+
+class InvalidTokenError(Exception):
+    """The token is malformed, forged, expired or not an access token."""
+
+
+def create_access_token(
+    user_id: uuid.UUID, *, version: int, now: datetime | None = None
+) -> tuple[str, int]:
+    """A signed access token for the user, and its lifetime in seconds.
+
+    `version` is the user's token_version: bumping it (password change, deactivation)
+    invalidates every access token issued before.
+    """
+    settings = get_settings()
+    issued = now or datetime.now(UTC)
+    lifetime = timedelta(minutes=settings.ACCESS_TOKEN_EXPIRE_MINUTES)
+    claims = {
+        "sub": str(user_id),
+        "type": ACCESS_TOKEN_TYPE,
+        "iss": settings.JWT_ISSUER,
+        "aud": settings.JWT_AUDIENCE,
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + lifetime,
+        "jti": uuid.uuid4().hex,
+        "ver": version,
+    }
+    token = jwt.encode(
+        claims, settings.SECRET_KEY.get_secret_value(), algorithm=settings.JWT_ALGORITHM
+    )
+    return token, int(lifetime.total_seconds())
+
+
+def decode_access_token(token: str) -> AccessClaims:
+    settings = get_settings()
+    try:
+        claims = jwt.decode(
+            token,
+            settings.SECRET_KEY.get_secret_value(),
+            algorithms=[settings.JWT_ALGORITHM],
+            audience=settings.JWT_AUDIENCE,
+            issuer=settings.JWT_ISSUER,
+            options={"require": list(REQUIRED_CLAIMS)},
+        )
+        if claims["type"] != ACCESS_TOKEN_TYPE:
+            raise InvalidTokenError("not an access token")
+        if not isinstance(claims["ver"], int):
+            raise InvalidTokenError("bad token version")
+        return AccessClaims(
+            user_id=uuid.UUID(str(claims["sub"])),
+            token_version=claims["ver"],
+            token_id=str(claims["jti"]),
+            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        )
+    except (jwt.PyJWTError, ValueError, TypeError) as exc:
+        raise InvalidTokenError(str(exc)) from exc
+
+
+def new_refresh_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def digest_refresh_token(token: str) -> str:
+    """Refresh tokens carry 256 random bits, so a plain SHA-256 is a safe lookup key."""
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,36 @@
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import StringConstraints, field_validator
+
+from app.core.schemas import Schema, not_null
+from app.items.models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
+
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_LENGTH)
+]
+Description = Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH)]
+
+
+class ItemCreate(Schema):
+    title: Title
+    description: Description | None = None
+
+
+class ItemUpdate(Schema):
+    """Every field optional; only the fields sent are changed."""
+
+    title: Title | None = None
+    description: Description | None = None
+
+    _title_not_null = field_validator("title")(not_null)
+
+
+class ItemRead(Schema):
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    title: str
+    description: str | None
+    created_at: datetime
+    updated_at: datetime

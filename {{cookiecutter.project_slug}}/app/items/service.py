@@ -1,0 +1,56 @@
+"""The example resource. Ownership is part of every query: another user's item is not found."""
+
+import uuid
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.items.exceptions import ItemNotFound
+from app.items.models import Item
+from app.items.schemas import ItemCreate, ItemUpdate
+from app.users.models import User
+
+SelectT = TypeVar("SelectT", bound=Select[Any])
+
+
+def _visible_to(statement: SelectT, viewer: User) -> SelectT:
+    """Admins see every item; anyone else only their own."""
+    return statement if viewer.is_admin else statement.where(Item.owner_id == viewer.id)
+
+
+async def create_item(session: AsyncSession, *, owner: User, data: ItemCreate) -> Item:
+    item = Item(owner_id=owner.id, **data.model_dump())
+    session.add(item)
+    await session.flush()
+    return item
+
+
+async def get_item(session: AsyncSession, *, viewer: User, item_id: uuid.UUID) -> Item:
+    item = await session.scalar(_visible_to(select(Item).where(Item.id == item_id), viewer))
+    if item is None:
+        raise ItemNotFound
+    return item
+
+
+async def list_items(
+    session: AsyncSession, *, viewer: User, limit: int, offset: int
+) -> tuple[list[Item], int]:
+    visible = _visible_to(select(Item), viewer)
+    total = await session.scalar(select(func.count()).select_from(visible.subquery()))
+    result = await session.execute(
+        visible.order_by(Item.created_at.desc(), Item.id).limit(limit).offset(offset)
+    )
+    return list(result.scalars()), total or 0
+
+
+async def update_item(session: AsyncSession, *, item: Item, data: ItemUpdate) -> Item:
+    for field, value in data.model_dump(exclude_unset=True).items():
+        setattr(item, field, value)
+    await session.flush()
+    return item
+
+
+async def delete_item(session: AsyncSession, *, item: Item) -> None:
+    await session.delete(item)
+    await session.flush()

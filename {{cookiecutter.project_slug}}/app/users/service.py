@@ -1,0 +1,108 @@
+"""User accounts. Services take the session first, add and flush, and never commit."""
+
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.security import hash_password, verify_password
+from app.users.exceptions import (
+    EmailAlreadyRegistered,
+    LastAdmin,
+    UserNotFound,
+    WrongCurrentPassword,
+)
+from app.users.models import Role, User
+from app.users.schemas import UserCreate, UserUpdateAdmin, UserUpdateMe
+
+
+async def get_user(session: AsyncSession, *, user_id: uuid.UUID) -> User:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise UserNotFound
+    return user
+
+
+async def get_user_by_email(session: AsyncSession, *, email: str) -> User | None:
+    result = await session.execute(select(User).where(User.email == email.lower()))
+    return result.scalar_one_or_none()
+
+
+async def create_user(session: AsyncSession, *, data: UserCreate, role: Role = Role.USER) -> User:
+    """Raises EmailAlreadyRegistered, also when a concurrent request wins the race."""
+    if await get_user_by_email(session, email=data.email) is not None:
+        raise EmailAlreadyRegistered
+    user = User(
+        email=data.email,
+        password_hash=await hash_password(data.password),
+        full_name=data.full_name,
+        role=role,
+    )
+    try:
+        # A savepoint, so a lost race leaves the request's transaction usable.
+        async with session.begin_nested():
+            session.add(user)
+    except IntegrityError as exc:
+        raise EmailAlreadyRegistered from exc
+    return user
+
+
+async def list_users(session: AsyncSession, *, limit: int, offset: int) -> tuple[list[User], int]:
+    total = await session.scalar(select(func.count()).select_from(User))
+    result = await session.execute(
+        select(User).order_by(User.created_at, User.id).limit(limit).offset(offset)
+    )
+    return list(result.scalars()), total or 0
+
+
+async def _set_password(user: User, password: str) -> None:
+    user.password_hash = await hash_password(password)
+    user.token_version += 1
+
+
+async def update_me(session: AsyncSession, *, user: User, data: UserUpdateMe) -> User:
+    changes = data.model_dump(exclude_unset=True, exclude={"password", "current_password"})
+    if data.password is not None:
+        matches, _ = await verify_password(data.current_password or "", user.password_hash)
+        if not matches:
+            raise WrongCurrentPassword
+        await _set_password(user, data.password)
+    for field, value in changes.items():
+        setattr(user, field, value)
+    await session.flush()
+    return user
+
+
+async def _other_active_admins(session: AsyncSession, *, user: User) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(User)
+        .where(User.role == Role.ADMIN, User.is_active.is_(True), User.id != user.id)
+    )
+    return count or 0
+
+
+async def _ensure_not_last_admin(session: AsyncSession, *, user: User) -> None:
+    if user.is_admin and user.is_active and await _other_active_admins(session, user=user) == 0:
+        raise LastAdmin
+
+
+async def update_user(session: AsyncSession, *, user: User, data: UserUpdateAdmin) -> User:
+    changes = data.model_dump(exclude_unset=True)
+    demoted = changes.get("role", user.role) is not Role.ADMIN
+    deactivated = changes.get("is_active", user.is_active) is False
+    if demoted or deactivated:
+        await _ensure_not_last_admin(session, user=user)
+    if deactivated and user.is_active:
+        user.token_version += 1
+    for field, value in changes.items():
+        setattr(user, field, value)
+    await session.flush()
+    return user
+
+
+async def delete_user(session: AsyncSession, *, user: User) -> None:
+    await _ensure_not_last_admin(session, user=user)
+    await session.delete(user)
+    await session.flush()

@@ -1,0 +1,72 @@
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import service
+from app.auth.exceptions import InvalidCredentials, InvalidRefreshToken, RefreshTokenReused
+from app.auth.models import RefreshToken
+from app.core.security import decode_access_token, digest_refresh_token
+from app.users.models import User
+from tests.factories import DEFAULT_PASSWORD
+
+
+async def test_authenticate_returns_the_user(session: AsyncSession, user: User) -> None:
+    found = await service.authenticate(session, email=user.email, password=DEFAULT_PASSWORD)
+    assert found.id == user.id
+
+
+@pytest.mark.parametrize(
+    ("email", "password"),
+    [("nobody@example.com", DEFAULT_PASSWORD), (None, "wrong password")],
+    ids=["unknown-email", "wrong-password"],
+)
+async def test_authenticate_rejects_bad_credentials(
+    session: AsyncSession, user: User, email: str | None, password: str
+) -> None:
+    with pytest.raises(InvalidCredentials):
+        await service.authenticate(session, email=email or user.email, password=password)
+
+
+async def test_issue_tokens_stores_only_a_digest(session: AsyncSession, user: User) -> None:
+    pair = await service.issue_tokens(session, user=user)
+    stored = await session.scalar(select(RefreshToken).where(RefreshToken.user_id == user.id))
+    assert stored is not None
+    assert stored.token_hash == digest_refresh_token(pair.refresh_token)
+    assert stored.token_hash != pair.refresh_token
+    assert decode_access_token(pair.access_token).user_id == user.id
+
+
+async def test_rotation_keeps_the_family_and_spends_the_token(
+    session: AsyncSession, user: User
+) -> None:
+    first = await service.issue_tokens(session, user=user)
+    second = await service.rotate_refresh_token(session, refresh_token=first.refresh_token)
+    rows = (
+        await session.scalars(select(RefreshToken).where(RefreshToken.user_id == user.id))
+    ).all()
+    assert len(rows) == 2
+    assert len({row.family_id for row in rows}) == 1
+    by_hash = {row.token_hash: row for row in rows}
+    assert by_hash[digest_refresh_token(first.refresh_token)].revoked_at is not None
+    assert by_hash[digest_refresh_token(second.refresh_token)].revoked_at is None
+
+
+async def test_reuse_raises_an_error_that_keeps_the_revocation(
+    session: AsyncSession, user: User
+) -> None:
+    first = await service.issue_tokens(session, user=user)
+    await service.rotate_refresh_token(session, refresh_token=first.refresh_token)
+    with pytest.raises(RefreshTokenReused) as caught:
+        await service.rotate_refresh_token(session, refresh_token=first.refresh_token)
+    assert caught.value.keep_changes is True
+    live = await session.scalar(
+        select(func.count())
+        .select_from(RefreshToken)
+        .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+    )
+    assert live == 0
+
+
+async def test_revoke_session_with_unknown_token_raises(session: AsyncSession) -> None:
+    with pytest.raises(InvalidRefreshToken):
+        await service.revoke_session(session, refresh_token="unknown")

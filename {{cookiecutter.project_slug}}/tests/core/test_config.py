@@ -1,0 +1,96 @@
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from app.core.config import DEFAULT_SECRET_KEY, PROJECT_DIR, Settings, describe_error
+
+STRONG_SECRET = "s" * 32
+
+
+def _settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **values)
+
+
+def _error(**values: Any) -> str:
+    with pytest.raises(ValidationError) as caught:
+        _settings(**values)
+    return describe_error(caught.value)
+
+
+def test_defaults_are_fine_locally() -> None:
+    settings = _settings(ENVIRONMENT="local")
+    assert settings.ACCESS_TOKEN_EXPIRE_MINUTES == 15
+    assert settings.REFRESH_TOKEN_EXPIRE_DAYS == 7
+    assert settings.docs_enabled is True
+
+
+@pytest.mark.parametrize(
+    ("secret", "reason"),
+    [
+        (DEFAULT_SECRET_KEY, "SECRET_KEY must be set in production"),
+        ("s" * 31, "SECRET_KEY must be at least 32 bytes in production"),
+    ],
+)
+def test_production_refuses_a_weak_secret(secret: str, reason: str) -> None:
+    message = _error(ENVIRONMENT="production", SECRET_KEY=secret)
+    assert reason in message
+    assert secret not in message
+    assert "\n" not in message
+
+
+def test_production_refuses_wildcard_cors() -> None:
+    message = _error(ENVIRONMENT="production", SECRET_KEY=STRONG_SECRET, CORS_ORIGINS="*")
+    assert "CORS_ORIGINS" in message
+
+
+def test_production_with_a_strong_secret_starts_without_docs() -> None:
+    settings = _settings(ENVIRONMENT="production", SECRET_KEY=STRONG_SECRET)
+    assert settings.docs_enabled is False
+    assert _settings(
+        ENVIRONMENT="production", SECRET_KEY=STRONG_SECRET, DOCS_ENABLED=True
+    ).docs_enabled
+
+
+def test_cors_origins_accept_a_comma_separated_list() -> None:
+    settings = _settings(CORS_ORIGINS="https://a.example.com, http://localhost:3000/")
+    assert settings.CORS_ORIGINS == ["https://a.example.com", "http://localhost:3000"]
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"CORS_ORIGINS": "a.example.com"}, "CORS_ORIGINS"),
+        ({"ENVIRONMENT": "staging"}, "ENVIRONMENT"),
+        ({"ACCESS_TOKEN_EXPIRE_MINUTES": 0}, "ACCESS_TOKEN_EXPIRE_MINUTES"),
+        ({"ACCESS_TOKEN_EXPIRE_MINUTES": "soon"}, "ACCESS_TOKEN_EXPIRE_MINUTES"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
+        ({"JWT_ALGORITHM": "none"}, "JWT_ALGORITHM"),
+        ({"DATABASE_URL": "sqlite:///sync.db"}, "DATABASE_URL"),
+    ],
+)
+def test_bad_values_are_named(values: dict[str, Any], field: str) -> None:
+    message = _error(**values)
+    assert message.startswith("invalid configuration: ")
+    assert field in message
+
+
+def test_bad_config_stops_the_server_with_one_line() -> None:
+    """What an operator sees when production starts with no secret: one line, no traceback."""
+    env = {key: value for key, value in os.environ.items() if key != "SECRET_KEY"}
+    env["ENVIRONMENT"] = "production"
+    result = subprocess.run(
+        [sys.executable, "-c", "import app.main"],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("invalid configuration: SECRET_KEY must be set in production")
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,79 @@
+"""Typed factories. Users are made through the real service, so hashing is real too."""
+
+import itertools
+{%- if cookiecutter.include_example_resource %}
+import uuid
+{%- endif %}
+from typing import Any
+
+from httpx import AsyncClient
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.security import create_access_token
+{%- if cookiecutter.include_example_resource %}
+from app.items import service as items_service
+from app.items.models import Item
+from app.items.schemas import ItemCreate
+{%- endif %}
+from app.users import service as users_service
+from app.users.models import Role, User
+from app.users.schemas import UserCreate
+
+DEFAULT_PASSWORD = "correct horse battery staple"
+_counter = itertools.count(1)
+
+
+def unique_email() -> str:
+    return f"user{next(_counter)}@example.com"
+
+
+async def create_user(
+    session: AsyncSession,
+    *,
+    email: str | None = None,
+    password: str = DEFAULT_PASSWORD,
+    full_name: str | None = None,
+    role: Role = Role.USER,
+    is_active: bool = True,
+) -> User:
+    user = await users_service.create_user(
+        session,
+        data=UserCreate(email=email or unique_email(), password=password, full_name=full_name),
+        role=role,
+    )
+    user.is_active = is_active
+    await session.flush()
+    return user
+
+
+def auth_headers(user: User) -> dict[str, str]:
+    token, _ = create_access_token(user.id, version=user.token_version)
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def login(
+    client: AsyncClient, email: str, password: str = DEFAULT_PASSWORD
+) -> dict[str, Any]:
+    """Logs in through the API; returns the token pair as the client sees it."""
+    response = await client.post(
+        "/api/v1/auth/login", data={"username": email, "password": password}
+    )
+    assert response.status_code == 200, response.text
+    tokens: dict[str, Any] = response.json()
+    return tokens
+{%- if cookiecutter.include_example_resource %}
+
+
+async def create_item(
+    session: AsyncSession,
+    *,
+    owner: User,
+    title: str | None = None,
+    description: str | None = None,
+) -> Item:
+    return await items_service.create_item(
+        session,
+        owner=owner,
+        data=ItemCreate(title=title or f"item {uuid.uuid4().hex[:8]}", description=description),
+    )
+{%- endif %}

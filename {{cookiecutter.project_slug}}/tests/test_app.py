@@ -1,0 +1,56 @@
+"""Properties of the whole app, checked by walking its routes."""
+
+import inspect
+import uuid
+
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from httpx import AsyncClient
+
+from app.main import create_app
+
+PUBLIC_PREFIXES = ("/api/v1/auth/", "/api/v1/health/")
+
+
+def _api_routes(app: FastAPI) -> list[APIRoute]:
+    return [route for route in app.routes if isinstance(route, APIRoute)]
+
+
+def _calls(dependant: Dependant) -> list[object]:
+    found: list[object] = [dependant.call] if dependant.call else []
+    for sub in dependant.dependencies:
+        found.extend(_calls(sub))
+    return found
+
+
+def _is_async(call: object) -> bool:
+    target = call if inspect.isfunction(call) else getattr(call, "__call__", call)  # noqa: B004
+    return inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target)
+
+
+def test_every_route_and_dependency_is_async() -> None:
+    """A sync `def` on the request path runs in the thread pool and halves throughput."""
+    for route in _api_routes(create_app()):
+        for call in _calls(route.dependant):
+            assert _is_async(call), f"{route.path}: {call} is not async"
+
+
+def test_every_route_declares_a_response_model() -> None:
+    for route in _api_routes(create_app()):
+        if route.status_code == 204:
+            continue
+        assert route.response_model is not None, route.path
+
+
+async def test_only_public_routes_answer_without_a_token(client: AsyncClient) -> None:
+    """Authenticated by default: anything outside the public router must refuse anonymous calls."""
+    for route in _api_routes(create_app()):
+        if route.path.startswith(PUBLIC_PREFIXES):
+            continue
+        path = route.path.replace("{item_id}", str(uuid.uuid4())).replace(
+            "{user_id}", str(uuid.uuid4())
+        )
+        for method in route.methods or ():
+            response = await client.request(method, path)
+            assert response.status_code == 401, (method, route.path)

@@ -1,0 +1,87 @@
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import select
+
+from app import cli
+from app.core.config import get_settings
+from app.db.session import create_engine, create_sessionmaker
+from app.users.models import Role, User
+from tests.conftest import alembic_config
+
+
+@pytest.fixture
+def use_database(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
+    """Points the settings the command reads at another database, for this test only."""
+
+    def use(url: str) -> None:
+        monkeypatch.setenv("DATABASE_URL", url)
+        get_settings.cache_clear()
+
+    yield use
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def cli_database(tmp_path: Path, use_database: Callable[[str], None]) -> str:
+    """A migrated database of its own, since the command commits for real."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    command.upgrade(alembic_config(url), "head")
+    use_database(url)
+    return url
+
+
+async def _role_of(url: str, email: str) -> Role | None:
+    engine = create_engine(get_settings(), url=url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            user = await session.scalar(select(User).where(User.email == email))
+            return user.role if user else None
+    finally:
+        await engine.dispose()
+
+
+def test_create_admin_from_the_environment(
+    cli_database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ADMIN_PASSWORD", "a long admin password")
+    cli.main(["Root@Example.com"])
+    assert capsys.readouterr().out.strip() == "created admin root@example.com"
+    assert asyncio.run(_role_of(cli_database, "root@example.com")) is Role.ADMIN
+
+    cli.main(["root@example.com"])
+    assert "already an admin" in capsys.readouterr().out
+
+
+def test_create_admin_refuses_a_short_password(
+    cli_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ADMIN_PASSWORD", "short")
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["root@example.com"])
+    assert "password" in str(exited.value.code)
+    assert asyncio.run(_role_of(cli_database, "root@example.com")) is None
+
+
+def test_create_admin_without_a_password_source_says_how(
+    cli_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ADMIN_PASSWORD", raising=False)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["root@example.com"])
+    assert "ADMIN_PASSWORD" in str(exited.value.code)
+
+
+def test_create_admin_explains_an_unmigrated_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, use_database: Callable[[str], None]
+) -> None:
+    use_database(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")
+    monkeypatch.setenv("ADMIN_PASSWORD", "a long admin password")
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["root@example.com"])
+    assert "make migrate" in str(exited.value.code)

@@ -1,7 +1,9 @@
 """Test harness: one migrated SQLite database per run (per xdist worker), one rolled-back
 transaction per test, and the app's own session dependency running on top of it."""
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +20,7 @@ from app.core.config import PROJECT_DIR, Settings
 # The run's settings, fixed before the app is imported: nothing from the developer's shell or
 # `.env` may change what the tests see.
 _DATABASE_DIR = Path(tempfile.mkdtemp(prefix="test-db-"))
+atexit.register(shutil.rmtree, _DATABASE_DIR, ignore_errors=True)
 TEST_SETTINGS = {
     "ENVIRONMENT": "test",
     "DATABASE_URL": f"sqlite+aiosqlite:///{_DATABASE_DIR / 'test.db'}",

@@ -1,0 +1,446 @@
+"""Finish the generated project: trim options, write .env, install and test.
+
+Cookiecutter renders this script with Jinja and runs it with the generated
+project directory as the working directory. Every step is idempotent, so
+running the rendered script again in the same directory changes nothing.
+
+Expected problems (no matching Python, no reachable package index) end with a
+warning, exit status 0 and the project kept in place, together with the
+commands to finish the setup by hand. Failing generated tests end with exit
+status 1, which makes cookiecutter report the failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+# The answers enter this script as data, never as code. Cookiecutter renders
+# the one Jinja expression below into a JSON document: ``tojson`` writes ASCII
+# only and escapes every quote and backslash inside a value (``\"``, ``\\``).
+# That document lands inside a raw triple-quoted string, which keeps each
+# backslash as written, so ``json.loads`` reads exactly the JSON text. The
+# string cannot end early: an escaped quote never closes a raw string, and a
+# JSON document never holds three unescaped quotes in a row and always ends
+# with ``}``. Unrendered, the line is still an ordinary string literal, so
+# ruff and mypy check this file exactly as it is stored in the template.
+ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
+
+# Folders that belong to the optional example resource.
+EXAMPLE_RESOURCE_DIRS = ("app/items", "tests/items")
+SKIP_INSTALL_VARIABLE = "FASTAPI_TEMPLATE_SKIP_INSTALL"
+INSTALLER_VARIABLE = "FASTAPI_TEMPLATE_INSTALLER"
+# ``pip install --group`` (PEP 735 dependency groups) needs pip 25.1 or later.
+PIP_REQUIREMENT = "pip>=25.1"
+VENV_NAME = ".venv"
+INSTALLED_STAMP = ".installed"
+OUTPUT_TAIL_LINES = 30
+TRUE_WORDS = frozenset({"1", "true", "t", "yes", "y", "on"})
+VERSION_PROBE = "import sys; print('%d.%d' % sys.version_info[:2])"
+
+
+class InstallError(Exception):
+    """Creating the virtual environment or installing into it failed."""
+
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.output = output
+
+
+def say(message: str = "") -> None:
+    print(message, flush=True)
+
+
+def warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def load_answers(raw: str) -> dict[str, Any]:
+    """Parse the JSON document cookiecutter rendered into this script."""
+    answers = json.loads(raw)
+    if not isinstance(answers, dict):
+        msg = "the cookiecutter context is not a JSON object"
+        raise TypeError(msg)
+    return answers
+
+
+def as_bool(value: object) -> bool:
+    """Read a yes/no answer, whether cookiecutter passed a bool or a word."""
+    if isinstance(value, str):
+        return value.strip().lower() in TRUE_WORDS
+    return bool(value)
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes"}
+
+
+def quoted(path: Path | str) -> str:
+    return shlex.quote(str(path))
+
+
+def venv_python_path(venv_dir: Path) -> Path:
+    if os.name == "nt":
+        return venv_dir / "Scripts" / "python.exe"
+    return venv_dir / "bin" / "python"
+
+
+def remove_example_resource(project_dir: Path) -> None:
+    """Delete the example resource's folders; missing folders are fine."""
+    for relative in EXAMPLE_RESOURCE_DIRS:
+        folder = project_dir / relative
+        if folder.is_dir():
+            shutil.rmtree(folder)
+
+
+def write_env_file(project_dir: Path) -> bool:
+    """Write a private ``.env`` with a fresh secret unless one already exists.
+
+    The project's ``.gitignore`` ignores ``.env``, so the random value never
+    reaches a tracked file. Returns True when the file was written.
+    """
+    env_file = project_dir / ".env"
+    if env_file.exists():
+        return False
+    content = (
+        "# Local development settings. This file is git-ignored: keep it out of version control.\n"
+        "ENVIRONMENT=local\n"
+        f"SECRET_KEY={secrets.token_urlsafe(48)}\n"
+    )
+    descriptor = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(content)
+    return True
+
+
+def interpreter_version(executable: Path | str) -> str | None:
+    """Run ``executable`` and return its "major.minor", or None if it fails.
+
+    Running the candidate matters: pyenv shims exist on PATH for versions that
+    are installed but not selected, and such a shim exits with an error.
+    """
+    try:
+        probe = subprocess.run(
+            [str(executable), "-c", VERSION_PROBE],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if probe.returncode != 0:
+        return None
+    return probe.stdout.strip() or None
+
+
+def find_uv() -> str | None:
+    """The uv executable on PATH or next to the running interpreter."""
+    on_path = shutil.which("uv")
+    if on_path:
+        return on_path
+    sibling = Path(sys.executable).parent / ("uv.exe" if os.name == "nt" else "uv")
+    if sibling.is_file() and os.access(sibling, os.X_OK):
+        return str(sibling)
+    return None
+
+
+def _patch_number(path: Path) -> int:
+    match = re.fullmatch(r"\d+\.\d+\.(\d+)", path.name)
+    return int(match.group(1)) if match else -1
+
+
+def python_candidates(version: str) -> Iterator[str]:
+    """Places where a Python ``version`` may live, most preferred first."""
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
+        yield sys.executable
+    name = f"python{version}"
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        if directory:
+            found = shutil.which(name, path=directory)
+            if found:
+                yield found
+    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv").expanduser()
+    installs = sorted(
+        (pyenv_root / "versions").glob(f"{version}.*"), key=_patch_number, reverse=True
+    )
+    for install in installs:
+        yield str(install / "bin" / name)
+    uv = find_uv()
+    if uv:
+        try:
+            found_by_uv = subprocess.run(
+                [uv, "python", "find", "--system", version],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+                env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"},
+            )
+        except (OSError, subprocess.SubprocessError):
+            return
+        if found_by_uv.returncode == 0 and found_by_uv.stdout.strip():
+            yield found_by_uv.stdout.strip().splitlines()[-1]
+
+
+def find_python(version: str) -> str | None:
+    """An interpreter that really runs as Python ``version``, or None."""
+    seen: set[str] = set()
+    for candidate in python_candidates(version):
+        if candidate in seen:
+            continue
+        seen.add(candidate)
+        if candidate == sys.executable or interpreter_version(candidate) == version:
+            return candidate
+    return None
+
+
+def choose_installer() -> tuple[str, str | None]:
+    """Return ("uv", path to uv) or ("pip", None).
+
+    uv is preferred when it is available; ``FASTAPI_TEMPLATE_INSTALLER=uv`` or
+    ``=pip`` forces one of them.
+    """
+    forced = os.environ.get(INSTALLER_VARIABLE, "").strip().lower()
+    uv = find_uv()
+    if forced == "pip":
+        return "pip", None
+    if forced == "uv" and uv is None:
+        msg = f"{INSTALLER_VARIABLE}=uv is set but no uv executable was found"
+        raise InstallError(msg)
+    if forced not in {"", "uv"}:
+        warn(f"warning: ignoring {INSTALLER_VARIABLE}={forced!r} (expected 'uv' or 'pip')")
+    if uv is not None:
+        return "uv", uv
+    return "pip", None
+
+
+def run_step(command: Sequence[str], cwd: Path, extra_env: Mapping[str, str] | None = None) -> None:
+    """Run one setup command quietly; raise InstallError if it fails."""
+    env = {**os.environ, **(extra_env or {})}
+    try:
+        result = subprocess.run(
+            list(command),
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            check=False,
+        )
+    except OSError as error:
+        msg = f"`{shlex.join(command)}` could not be started: {error}"
+        raise InstallError(msg) from error
+    if result.returncode != 0:
+        msg = f"`{shlex.join(command)}` exited with status {result.returncode}"
+        raise InstallError(msg, result.stdout)
+
+
+def setup_commands(
+    installer: str, version: str, python: str | None = None, venv_exists: bool = False
+) -> list[str]:
+    """Shell commands, run from the project directory, that create and fill .venv.
+
+    ``python`` is the interpreter found for ``version``, if any; without one,
+    uv is left to find (or fetch) the version and pip users need python3.X.
+    """
+    venv_python = str(venv_python_path(Path(VENV_NAME)))
+    commands: list[str] = []
+    if installer == "uv":
+        if not venv_exists:
+            target = quoted(python) if python else version
+            commands.append(f"uv venv --python {target} {VENV_NAME}")
+        commands.append(f"uv pip install --python {venv_python} -e . --group dev")
+    else:
+        if not venv_exists:
+            target = quoted(python) if python else f"python{version}"
+            commands.append(f"{target} -m venv {VENV_NAME}")
+        commands.append(f'{venv_python} -m pip install -U "{PIP_REQUIREMENT}"')
+        commands.append(f"{venv_python} -m pip install -e . --group dev")
+    return commands
+
+
+def format_commands(project_dir: Path, commands: Sequence[str]) -> str:
+    lines = [f"cd {quoted(project_dir)}", *commands, "make test"]
+    return "\n".join(f"    {line}" for line in lines)
+
+
+def create_venv_and_install(project_dir: Path, python: str, version: str, uv: str | None) -> None:
+    """Create (or reuse) ``<project>/.venv`` and install the project into it.
+
+    Uses uv when ``uv`` is its path, else ``venv`` and pip. Raises InstallError
+    on failure.
+    """
+    installer = "pip" if uv is None else "uv"
+    venv_dir = project_dir / VENV_NAME
+    venv_python = str(venv_python_path(Path(VENV_NAME)))
+    if interpreter_version(project_dir / venv_python) == version:
+        say(f"Reusing the existing virtual environment {venv_dir}")
+    else:
+        if venv_dir.exists():
+            if not (venv_dir / "pyvenv.cfg").is_file():
+                msg = f"{venv_dir} exists but is not a virtual environment; move it away"
+                raise InstallError(msg)
+            say(f"Replacing {venv_dir}: it does not run Python {version}")
+            shutil.rmtree(venv_dir)
+        say(f"Creating the virtual environment {venv_dir} with {installer}")
+        if uv is not None:
+            run_step(
+                [uv, "venv", "--python", python, VENV_NAME],
+                project_dir,
+                {"UV_PYTHON_DOWNLOADS": "never"},
+            )
+        else:
+            run_step([python, "-m", "venv", VENV_NAME], project_dir)
+    say(f"Installing the project and its dev dependencies with {installer}")
+    if uv is not None:
+        run_step(
+            [uv, "pip", "install", "--python", venv_python, "-e", ".", "--group", "dev"],
+            project_dir,
+        )
+    else:
+        run_step(
+            [venv_python, "-m", "pip", "install", "-q", "-U", PIP_REQUIREMENT],
+            project_dir,
+        )
+        run_step(
+            [venv_python, "-m", "pip", "install", "-q", "-e", ".", "--group", "dev"],
+            project_dir,
+        )
+    # The generated Makefile reinstalls only when pyproject.toml is newer than this stamp.
+    (venv_dir / INSTALLED_STAMP).touch()
+
+
+def run_generated_tests(project_dir: Path) -> int:
+    """Run the generated suite with the project's interpreter, streaming output."""
+    venv_dir = project_dir / VENV_NAME
+    env = dict(os.environ)
+    env.pop("PYTHONHOME", None)
+    env["VIRTUAL_ENV"] = str(venv_dir)
+    env["PATH"] = os.pathsep.join([str(venv_python_path(venv_dir).parent), env.get("PATH", "")])
+    say("Running the generated test suite")
+    completed = subprocess.run(
+        [str(venv_python_path(venv_dir)), "-m", "pytest"],
+        cwd=project_dir,
+        env=env,
+        check=False,
+    )
+    return completed.returncode
+
+
+def output_tail(output: str) -> str:
+    lines = output.rstrip().splitlines()[-OUTPUT_TAIL_LINES:]
+    return "\n".join(f"    | {line}" for line in lines) or "    | (no output)"
+
+
+def cd_target(project_dir: Path) -> str:
+    """What to ``cd`` to from the directory cookiecutter was started in."""
+    started_in = os.environ.get("PWD")
+    if started_in and Path(started_in).resolve() == project_dir.parent.resolve():
+        return quoted(project_dir.name)
+    return quoted(project_dir)
+
+
+def report_skipped(project_dir: Path, version: str, reason: str) -> None:
+    installer = "uv" if find_uv() else "pip"
+    commands = setup_commands(installer, version)
+    say(f"Skipping the virtual environment, the install and the test run ({reason}).")
+    say(f"The project is at {project_dir}. To install and test it later, run:")
+    say(format_commands(project_dir, commands))
+
+
+def report_missing_python(project_dir: Path, version: str) -> None:
+    installer = "uv" if find_uv() else "pip"
+    commands = setup_commands(installer, version)
+    warn(
+        f"warning: Python {version} was not found (looked for the running interpreter, "
+        f"python{version} on PATH, pyenv installs and `uv python find`)."
+    )
+    warn(f"The project is kept at {project_dir}; nothing was installed and no test was run.")
+    warn(f"Install Python {version}, then run:")
+    warn(format_commands(project_dir, commands))
+
+
+def report_install_failure(
+    project_dir: Path, python: str, version: str, installer: str, error: InstallError
+) -> None:
+    venv_exists = interpreter_version(venv_python_path(project_dir / VENV_NAME)) == version
+    warn(f"warning: setting up the project's virtual environment failed: {error.message}")
+    if error.output.strip():
+        warn("Last lines of the installer output:")
+        warn(output_tail(error.output))
+    warn(f"The project is kept at {project_dir}; its tests were not run.")
+    warn("Fix the cause above (often an unreachable package index), then retry with:")
+    warn(format_commands(project_dir, setup_commands(installer, version, python, venv_exists)))
+
+
+def report_test_failure(project_dir: Path, status: int) -> None:
+    warn(f"error: the generated project's tests failed (pytest exit status {status}).")
+    warn(
+        f"The project is at {project_dir} (cookiecutter keeps it only when it runs "
+        "with --keep-project-on-failure; without that option it deletes it now)."
+    )
+    warn(f"To rerun the tests: cd {quoted(project_dir)} && make test")
+
+
+def report_success(project_dir: Path, project_name: str) -> None:
+    say("")
+    say(f"Success: {project_name} is ready at {project_dir} and its tests pass.")
+    say("Next steps:")
+    say(f"    cd {cd_target(project_dir)}")
+    say("    make run     # start the development server")
+    say("    make test    # run the tests")
+
+
+def main(raw_answers: str) -> int:
+    answers = load_answers(raw_answers)
+    project_dir = Path.cwd()
+    version = str(answers["python_version"])
+
+    if not as_bool(answers.get("include_example_resource", True)):
+        remove_example_resource(project_dir)
+    if write_env_file(project_dir):
+        say("Wrote .env with a fresh SECRET_KEY (git-ignored; keep it private).")
+
+    if not as_bool(answers.get("run_tests", True)):
+        report_skipped(project_dir, version, "run_tests is off")
+        return 0
+    if env_flag(SKIP_INSTALL_VARIABLE):
+        report_skipped(project_dir, version, f"{SKIP_INSTALL_VARIABLE} is set")
+        return 0
+
+    python = find_python(version)
+    if python is None:
+        report_missing_python(project_dir, version)
+        return 0
+    say(f"Using Python {version} at {python}")
+
+    installer = "pip" if find_uv() is None else "uv"
+    try:
+        installer, uv = choose_installer()
+        create_venv_and_install(project_dir, python, version, uv)
+    except InstallError as error:
+        report_install_failure(project_dir, python, version, installer, error)
+        return 0
+
+    status = run_generated_tests(project_dir)
+    if status != 0:
+        report_test_failure(project_dir, status)
+        return 1
+    report_success(project_dir, str(answers.get("project_name", project_dir.name)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(ANSWERS_JSON))

@@ -1,0 +1,380 @@
+"""Helpers that bake the template with the cookiecutter CLI and inspect the result.
+
+Every bake runs ``python -m cookiecutter`` in a subprocess, so the hooks run
+exactly as they do for a user and their output can be captured. Each bake gets
+its own working directory and its own cookiecutter config (replay and clone
+directories), which keeps parallel workers apart and the home directory clean.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+from cookiecutter.utils import create_env_with_context
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent
+PROJECT_TEMPLATE_DIR = TEMPLATE_DIR / "{{cookiecutter.project_slug}}"
+HOOKS_DIR = TEMPLATE_DIR / "hooks"
+DEFAULT_SLUG = "my_service"
+SUPPORTED_PYTHONS = ("3.11", "3.12", "3.13")
+RUNNING_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+# A supported version that needs no extra interpreter: the one running the tests.
+LOCAL_PYTHON = RUNNING_PYTHON if RUNNING_PYTHON in SUPPORTED_PYTHONS else "3.12"
+
+# A complete, valid set of answers, for running rendered hooks directly.
+VALID_ANSWERS: dict[str, Any] = {
+    "project_name": "My Service",
+    "project_slug": DEFAULT_SLUG,
+    "description": "An async FastAPI service.",
+    "author_name": "Your Name",
+    "author_email": "you@example.com",
+    "python_version": LOCAL_PYTHON,
+    "include_example_resource": True,
+    "run_tests": True,
+}
+# Quotes, backslashes, Jinja, shell, and longer than a line of code may be.
+HOSTILE_NAME = (
+    'Robert\'); DROP TABLE users;-- "quoted" \\back\\slash {{ x }} $(touch pwned) '
+    "and on, well past the hundred characters that one line of the generated code may hold"
+)
+
+# The folders the post-gen hook deletes when include_example_resource is off.
+EXAMPLE_RESOURCE_DIRS = ("app/items", "tests/items")
+
+# Files that running, installing or testing a project creates; they belong to
+# no template option, so the file-set comparison leaves them out.
+IGNORED_NAMES = (
+    ".venv",
+    ".env",
+    "__pycache__",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".coverage",
+    ".coverage.*",
+    "*.db",
+    "*.db-*",
+    "*.egg-info",
+    "htmlcov",
+)
+
+# Variables from the calling environment that must not leak into a bake: the
+# outer pytest run's own settings, an activated virtual environment and the
+# switches the hooks read.
+LEAKY_PREFIXES = ("PYTEST_", "COV_CORE_", "FASTAPI_TEMPLATE_")
+LEAKY_NAMES = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "COVERAGE_PROCESS_START")
+
+BAKE_TIMEOUT = 1200
+TOOL_TIMEOUT = 900
+
+
+@dataclass(frozen=True)
+class Bake:
+    """One run of cookiecutter: what it printed and where it wrote."""
+
+    returncode: int
+    output: str
+    output_dir: Path
+    project_dir: Path
+    config_dir: Path
+
+    def context(self) -> dict[str, Any]:
+        """The exact context cookiecutter used, read back from its replay file."""
+        replays = sorted((self.config_dir / "replay").glob("*.json"))
+        assert len(replays) == 1, f"expected one replay file, found {replays}"
+        context: dict[str, Any] = json.loads(replays[0].read_text(encoding="utf-8"))
+        return context
+
+    def describe(self) -> str:
+        """The end of the bake's output, for assertion messages."""
+        tail = "\n".join(self.output.splitlines()[-120:])
+        return f"cookiecutter exit status {self.returncode}; last output lines:\n{tail}"
+
+
+def clean_env(
+    overrides: Mapping[str, str] | None = None, unset_prefixes: Sequence[str] = ()
+) -> dict[str, str]:
+    """This process's environment minus leaky variables, plus ``overrides``."""
+    dropped = (*LEAKY_PREFIXES, *unset_prefixes)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(dropped) and key not in LEAKY_NAMES
+    }
+    env.update(overrides or {})
+    return env
+
+
+def write_config(config_dir: Path) -> Path:
+    config_dir.mkdir(parents=True, exist_ok=True)
+    config_file = config_dir / "config.yaml"
+    # JSON strings are valid YAML scalars, so json.dumps quotes the paths safely.
+    config_file.write_text(
+        f"cookiecutters_dir: {json.dumps(str(config_dir / 'cookiecutters'))}\n"
+        f"replay_dir: {json.dumps(str(config_dir / 'replay'))}\n",
+        encoding="utf-8",
+    )
+    return config_file
+
+
+def bake(
+    workdir: Path,
+    extra_context: Mapping[str, str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    keep_project_on_failure: bool = False,
+    answers: Sequence[str] | None = None,
+    slug: str | None = None,
+    unset_prefixes: Sequence[str] = (),
+) -> Bake:
+    """Run cookiecutter on the template into ``workdir / "out"``.
+
+    Without ``answers`` the run is non-interactive and ``extra_context`` sets
+    the variables. With ``answers``, each item is typed at one prompt, in the
+    order of cookiecutter.json, the way a person would answer.
+    """
+    output_dir = workdir / "out"
+    config_dir = workdir / "cookiecutter-config"
+    command = [
+        sys.executable,
+        "-m",
+        "cookiecutter",
+        "--config-file",
+        str(write_config(config_dir)),
+        "--output-dir",
+        str(output_dir),
+    ]
+    if answers is None:
+        command.append("--no-input")
+    if keep_project_on_failure:
+        command.append("--keep-project-on-failure")
+    command.append(str(TEMPLATE_DIR))
+    command.extend(f"{key}={value}" for key, value in (extra_context or {}).items())
+    workdir.mkdir(parents=True, exist_ok=True)
+    completed = subprocess.run(
+        command,
+        cwd=workdir,
+        env=clean_env(env, unset_prefixes),
+        input="".join(f"{answer}\n" for answer in answers) if answers is not None else None,
+        stdin=None if answers is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        timeout=BAKE_TIMEOUT,
+        check=False,
+    )
+    project_slug = slug or (extra_context or {}).get("project_slug", DEFAULT_SLUG)
+    return Bake(
+        returncode=completed.returncode,
+        output=completed.stdout,
+        output_dir=output_dir,
+        project_dir=output_dir / project_slug,
+        config_dir=config_dir,
+    )
+
+
+def render_hook(name: str, context: Mapping[str, Any]) -> str:
+    """Render hooks/<name>.py the way cookiecutter does before running it."""
+    source = (HOOKS_DIR / f"{name}.py").read_text(encoding="utf-8")
+    environment = create_env_with_context(dict(context))
+    rendered: str = environment.from_string(source).render(**context)
+    return rendered
+
+
+def run_rendered_hook(
+    name: str,
+    context: Mapping[str, Any],
+    cwd: Path,
+    script_dir: Path,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Render a hook into ``script_dir`` and run it from ``cwd``, as cookiecutter would."""
+    script_dir.mkdir(parents=True, exist_ok=True)
+    script = script_dir / f"{name}.py"
+    script.write_text(render_hook(name, context), encoding="utf-8")
+    return subprocess.run(
+        [sys.executable, str(script)],
+        cwd=cwd,
+        env=clean_env(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=BAKE_TIMEOUT,
+        check=False,
+    )
+
+
+def is_ignored(relative: Path) -> bool:
+    return any(fnmatch(part, pattern) for part in relative.parts for pattern in IGNORED_NAMES)
+
+
+def project_files(project_dir: Path) -> set[str]:
+    """Relative paths of the files in a generated project, minus run-time files."""
+    found: set[str] = set()
+    for root, dirs, files in os.walk(project_dir):
+        root_path = Path(root)
+        dirs[:] = [d for d in dirs if not is_ignored(root_path.relative_to(project_dir) / d)]
+        for name in files:
+            relative = (root_path / name).relative_to(project_dir)
+            if not is_ignored(relative):
+                found.add(relative.as_posix())
+    return found
+
+
+def expected_files(context: Mapping[str, Any]) -> set[str]:
+    """The files a bake with ``context`` should produce, derived from the template.
+
+    Each template path is rendered like cookiecutter renders it; a path with a
+    component that renders to nothing is skipped (cookiecutter does the same).
+    Files under the example resource's folders drop out when it is disabled.
+    """
+    environment = create_env_with_context(dict(context))
+    include_example = context["cookiecutter"]["include_example_resource"]
+    expected: set[str] = set()
+    for root, _dirs, files in os.walk(PROJECT_TEMPLATE_DIR):
+        for name in files:
+            template_relative = (Path(root) / name).relative_to(PROJECT_TEMPLATE_DIR)
+            parts = [
+                environment.from_string(part).render(**context) for part in template_relative.parts
+            ]
+            if not all(parts):
+                continue
+            relative = Path(*parts)
+            if is_ignored(relative):
+                continue
+            if not include_example and any(
+                relative.is_relative_to(folder) for folder in EXAMPLE_RESOURCE_DIRS
+            ):
+                continue
+            expected.add(relative.as_posix())
+    return expected
+
+
+def text_files(project_dir: Path) -> Iterator[tuple[Path, str]]:
+    """(path, text) for every generated text file; binary files are skipped."""
+    for relative in sorted(project_files(project_dir)):
+        path = project_dir / relative
+        data = path.read_bytes()
+        if b"\0" in data:
+            continue
+        try:
+            yield path, data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+
+
+# Jinja delimiters that must not survive rendering. A lone "}}" is not among
+# them: it is ordinary code (a nested dict literal such as {KEY: {}}), and an
+# unrendered expression always shows its opening "{{" as well.
+JINJA_MARKERS = ("{{", "{%", "%}")
+# GitHub Actions expressions (``${{ matrix.x }}``) are meant to reach the
+# generated files, written in the template inside {% raw %} blocks.
+GITHUB_EXPRESSION = re.compile(r"\$\{\{[^{}]*\}\}")
+
+
+def unrendered_markers(project_dir: Path, allowed: Sequence[str] = ()) -> list[str]:
+    """Lines of generated files that still hold Jinja delimiters.
+
+    ``allowed`` lists literal strings to ignore, such as a project name that
+    itself contains braces.
+    """
+    problems: list[str] = []
+    for path, text in text_files(project_dir):
+        for literal in allowed:
+            text = text.replace(literal, "")
+        if path.relative_to(project_dir).parts[0] == ".github":
+            text = GITHUB_EXPRESSION.sub("", text)
+        for number, line in enumerate(text.splitlines(), start=1):
+            if any(marker in line for marker in JINJA_MARKERS):
+                problems.append(f"{path.relative_to(project_dir)}:{number}: {line.strip()}")
+    return problems
+
+
+def venv_bin(project_dir: Path, name: str) -> Path:
+    return project_dir / ".venv" / "bin" / name
+
+
+def run_in_project(
+    project_dir: Path, command: Sequence[str | Path], timeout: int = TOOL_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
+    """Run a command in the project directory with its virtual environment active."""
+    venv = project_dir / ".venv"
+    env = clean_env(
+        {
+            "VIRTUAL_ENV": str(venv),
+            "PATH": os.pathsep.join([str(venv / "bin"), os.environ.get("PATH", "")]),
+        }
+    )
+    return subprocess.run(
+        [str(part) for part in command],
+        cwd=project_dir,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+PYTEST_SUMMARY = re.compile(r"^=+ (?P<summary>.*\bin [0-9.]+s\b.*?) =+$", re.MULTILINE)
+
+
+def pytest_summary(output: str) -> str | None:
+    """The last pytest summary line ("=== 12 passed in 3.4s ===") in ``output``."""
+    matches = PYTEST_SUMMARY.findall(output)
+    return matches[-1] if matches else None
+
+
+def python_version_of(executable: str | Path) -> str | None:
+    try:
+        probe = subprocess.run(
+            [str(executable), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return probe.stdout.strip() if probe.returncode == 0 else None
+
+
+def python_available(version: str) -> bool:
+    """Whether this machine has a working Python ``version`` in a usual place.
+
+    Bakes for a version that truly is not installed are skipped rather than
+    failed; this check is deliberately independent of the hook's own search.
+    """
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
+        return True
+    candidates: list[str | Path] = []
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        found = shutil.which(f"python{version}", path=directory) if directory else None
+        if found:
+            candidates.append(found)
+    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    candidates.extend((pyenv_root / "versions").glob(f"{version}.*/bin/python{version}"))
+    return any(python_version_of(candidate) == version for candidate in candidates)
+
+
+def snapshot(directory: Path) -> dict[str, tuple[int, bytes]]:
+    """Mode and content of every file below ``directory``."""
+    files: dict[str, tuple[int, bytes]] = {}
+    for path in sorted(directory.rglob("*")):
+        if path.is_file():
+            files[path.relative_to(directory).as_posix()] = (path.stat().st_mode, path.read_bytes())
+    return files

@@ -1,0 +1,183 @@
+"""Full bakes: the post-gen hook installs the project and runs its tests.
+
+Each ``Test...`` class bakes one variant once (a class-scoped fixture) and runs
+every check on it. Run with ``--dist loadscope`` so that a class stays on one
+xdist worker and no variant is baked twice.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from bakery import (
+    DEFAULT_SLUG,
+    HOSTILE_NAME,
+    TEMPLATE_DIR,
+    Bake,
+    bake,
+    expected_files,
+    project_files,
+    pytest_summary,
+    python_available,
+    run_in_project,
+    unrendered_markers,
+    venv_bin,
+)
+
+
+def mypy_command(project_dir: Path) -> list[str | Path]:
+    """mypy as the generated project configures it, or strict on its code folders."""
+    config = tomllib.loads((project_dir / "pyproject.toml").read_text(encoding="utf-8"))
+    mypy = venv_bin(project_dir, "mypy")
+    if config.get("tool", {}).get("mypy", {}).get("files"):
+        return [mypy]
+    folders = [name for name in ("app", "tests", "migrations") if (project_dir / name).is_dir()]
+    return [mypy, "--strict", *folders]
+
+
+class BakeChecks:
+    """Checks that every successful bake must pass; subclasses pick the answers."""
+
+    extra_context: ClassVar[dict[str, str]] = {}
+    env: ClassVar[dict[str, str]] = {}
+    # Answers typed at the prompts instead of --no-input, in cookiecutter.json order.
+    answers: ClassVar[tuple[str, ...] | None] = None
+    slug: ClassVar[str] = DEFAULT_SLUG
+    python_version: ClassVar[str] = "3.12"
+    installer: ClassVar[str] = "uv"
+    # Literal text allowed to look like Jinja (a project name with braces in it).
+    allowed_literals: ClassVar[tuple[str, ...]] = ()
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def baked(cls, tmp_path_factory: pytest.TempPathFactory) -> Bake:
+        if not python_available(cls.python_version):
+            pytest.skip(f"Python {cls.python_version} is not installed on this machine")
+        return bake(
+            tmp_path_factory.mktemp(cls.__name__),
+            {**cls.extra_context, "python_version": cls.python_version},
+            env={"FASTAPI_TEMPLATE_INSTALLER": cls.installer, **cls.env},
+            keep_project_on_failure=True,
+            answers=cls.answers,
+            slug=cls.slug,
+        )
+
+    @pytest.fixture
+    def project(self, baked: Bake) -> Path:
+        """The generated project with its virtual environment.
+
+        The bake keeps the project even when the generated tests fail, so these
+        checks still report on it; only test_generated_tests_pass needs success.
+        """
+        assert (baked.project_dir / "pyproject.toml").is_file(), baked.describe()
+        assert venv_bin(baked.project_dir, "python").exists(), baked.describe()
+        return baked.project_dir
+
+    def test_generated_tests_pass(self, baked: Bake) -> None:
+        assert baked.returncode == 0, baked.describe()
+        summary = pytest_summary(baked.output)
+        assert summary is not None, baked.describe()
+        assert re.search(r"\d+ passed", summary), summary
+        assert "failed" not in summary, summary
+        assert "error" not in summary, summary
+        assert "Success:" in baked.output
+
+    def test_installer(self, baked: Bake) -> None:
+        assert f"dev dependencies with {self.installer}" in baked.output, baked.describe()
+
+    def test_venv_runs_the_requested_python(self, project: Path) -> None:
+        result = run_in_project(project, [venv_bin(project, "python"), "--version"])
+        assert result.stdout.startswith(f"Python {self.python_version}."), result.stdout
+
+    def test_ruff_check(self, project: Path) -> None:
+        result = run_in_project(project, [venv_bin(project, "ruff"), "check", "."])
+        assert result.returncode == 0, result.stdout
+
+    def test_ruff_format(self, project: Path) -> None:
+        result = run_in_project(project, [venv_bin(project, "ruff"), "format", "--check", "."])
+        assert result.returncode == 0, result.stdout
+
+    def test_mypy(self, project: Path) -> None:
+        result = run_in_project(project, mypy_command(project))
+        assert result.returncode == 0, result.stdout
+
+    def test_no_unrendered_jinja(self, project: Path) -> None:
+        assert unrendered_markers(project, self.allowed_literals) == []
+
+    def test_files_match_the_template(self, baked: Bake, project: Path) -> None:
+        expected = expected_files(baked.context())
+        actual = project_files(project)
+        missing, unowned = sorted(expected - actual), sorted(actual - expected)
+        assert actual == expected, f"missing: {missing}; not owned by any option: {unowned}"
+
+    def test_env_file(self, project: Path) -> None:
+        lines = (project / ".env").read_text(encoding="utf-8").splitlines()
+        secrets = [line.removeprefix("SECRET_KEY=") for line in lines if "SECRET_KEY=" in line]
+        assert len(secrets) == 1
+        assert len(secrets[0]) >= 32
+
+
+@pytest.mark.bake
+class TestDefault(BakeChecks):
+    def test_example_resource_is_included(self, project: Path) -> None:
+        assert (project / "app" / "items").is_dir()
+        assert (project / "tests" / "items").is_dir()
+
+
+@pytest.mark.bake
+class TestPython311WithPip(BakeChecks):
+    """Python 3.11 and the pip fallback used on machines without uv."""
+
+    python_version = "3.11"
+    installer = "pip"
+
+    def test_venv_was_made_by_venv_and_pip(self, project: Path) -> None:
+        assert venv_bin(project, "pip").exists()
+
+
+@pytest.mark.bake
+class TestPython313(BakeChecks):
+    python_version = "3.13"
+
+
+@pytest.mark.bake
+class TestWithoutExampleResource(BakeChecks):
+    extra_context: ClassVar[dict[str, str]] = {"include_example_resource": "no"}
+
+    def test_example_resource_is_gone(self, project: Path) -> None:
+        assert not (project / "app" / "items").exists()
+        assert not (project / "tests" / "items").exists()
+        for relative in ("app/api.py", "app/db/models.py"):
+            text = (project / relative).read_text(encoding="utf-8")
+            assert not re.search(r"items?\b", text, re.IGNORECASE), f"{relative} mentions items"
+
+
+@pytest.mark.bake
+class TestHostileProjectName(BakeChecks):
+    """A name full of quotes, backslashes, SQL, Jinja and shell syntax, typed at the prompt."""
+
+    slug = "robert_service"
+    # project_name, project_slug, then the defaults for every other question.
+    answers = (HOSTILE_NAME, "robert_service", "", "", "", "", "", "")
+    allowed_literals = ("{{ x }}",)
+
+    def test_name_is_in_the_readme(self, project: Path) -> None:
+        assert HOSTILE_NAME in (project / "README.md").read_text(encoding="utf-8")
+
+    def test_name_is_the_api_title(self, project: Path) -> None:
+        probe = "import json; from app.main import app; print(json.dumps(app.openapi()['info']))"
+        result = run_in_project(project, [venv_bin(project, "python"), "-c", probe])
+        assert result.returncode == 0, result.stdout
+        info = json.loads(result.stdout.strip().splitlines()[-1])
+        assert info["title"] == HOSTILE_NAME
+
+    def test_no_shell_ran_the_name(self, baked: Bake) -> None:
+        places = [baked.output_dir.parent, TEMPLATE_DIR / "hooks", Path.cwd(), Path.home()]
+        found = [place / "pwned" for place in places if (place / "pwned").exists()]
+        found += list(baked.output_dir.parent.rglob("pwned"))
+        assert found == []

@@ -1,0 +1,301 @@
+"""Fast checks of the hook scripts' functions, without baking a project."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import stat
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from bakery import HOOKS_DIR, HOSTILE_NAME, VALID_ANSWERS, render_hook, run_rendered_hook
+
+
+def load_hook(name: str) -> ModuleType:
+    """Import a hook as stored (unrendered); its functions work without answers."""
+    spec = importlib.util.spec_from_file_location(f"hook_{name}", HOOKS_DIR / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+pre = load_hook("pre_gen_project")
+post = load_hook("post_gen_project")
+
+
+def context_with(**answers: Any) -> dict[str, Any]:
+    return {"cookiecutter": {**VALID_ANSWERS, **answers}}
+
+
+# --- answers travel into the hooks as data -------------------------------------------
+
+TRICKY_VALUES = [
+    HOSTILE_NAME,
+    "three \"\"\" double and ''' single quotes, then a trailing backslash \\",
+    'ends with a quote "',
+    "a line\nbreak, a\u2028separator, a\ttab and a \x00 NUL",
+    "unicode caf\u00e9 \U0001f680 and escapes written out: \\N{BULLET} \\u0041 \\x41",
+    "<script>&amp;</script>",
+    "",
+]
+
+
+@pytest.mark.parametrize("hook", ["pre_gen_project", "post_gen_project"])
+@pytest.mark.parametrize("value", TRICKY_VALUES)
+def test_rendered_hook_reads_every_answer_back_exactly(hook: str, value: str) -> None:
+    context = context_with(project_name=value, description=value, author_name=value)
+    source = render_hook(hook, context)
+    module = ModuleType(f"rendered_{hook}")
+    exec(compile(source, f"{hook}.py", "exec"), module.__dict__)
+    assert module.load_answers(module.ANSWERS_JSON) == context["cookiecutter"]
+
+
+def test_rendered_pre_gen_hook_accepts_a_hostile_but_valid_name(tmp_path: Path) -> None:
+    result = run_rendered_hook(
+        "pre_gen_project",
+        context_with(project_name=HOSTILE_NAME, project_slug="robert_service"),
+        cwd=tmp_path,
+        script_dir=tmp_path / "scripts",
+    )
+    assert result.returncode == 0, result.stdout
+    assert result.stdout == ""
+    assert not any(path.name == "pwned" for path in tmp_path.rglob("*"))
+
+
+# --- pre-gen validation -------------------------------------------------------------
+
+
+def test_defaults_are_valid() -> None:
+    assert pre.find_problem(VALID_ANSWERS) is None
+
+
+@pytest.mark.parametrize(
+    "slug", ["my_service", "a", "service2", "orders_api", "x" * pre.SLUG_MAX_LENGTH]
+)
+def test_valid_slugs(slug: str) -> None:
+    assert pre.check_project_slug(slug) is None
+
+
+@pytest.mark.parametrize(
+    "slug",
+    [
+        "My-Service",
+        "my-service",
+        "1service",
+        "my service",
+        "_private",
+        "service.",
+        "",
+        "class",
+        "import",
+        "app",
+        "tests",
+        "test",
+        "json",
+        "fastapi",
+        "x" * (pre.SLUG_MAX_LENGTH + 1),
+    ],
+)
+def test_invalid_slugs_are_explained_on_one_line(slug: str) -> None:
+    problem = pre.check_project_slug(slug)
+    assert isinstance(problem, str)
+    assert problem.startswith("project_slug")
+    assert "\n" not in problem
+
+
+def test_slug_message_suggests_a_valid_slug() -> None:
+    assert "'my_service'" in pre.check_project_slug("My-Service")
+
+
+@pytest.mark.parametrize(
+    "email", ["you@example.com", "first.last+tag@mail.example.co.uk", "jos\u00e9@example.org"]
+)
+def test_plausible_emails(email: str) -> None:
+    assert pre.check_author_email(email) is None
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "not-an-email",
+        "a@b",
+        "a b@c.d",
+        "a@b@c.d",
+        "@example.com",
+        "a@.com",
+        "a@example.",
+        '"a"@b.c',
+        "a@b.c\n",
+        "",
+    ],
+)
+def test_implausible_emails(email: str) -> None:
+    problem = pre.check_author_email(email)
+    assert isinstance(problem, str)
+    assert problem.startswith("author_email")
+    assert "\n" not in problem
+
+
+@pytest.mark.parametrize("version", ["3.11", "3.12", "3.13"])
+def test_supported_python_versions(version: str) -> None:
+    assert pre.check_python_version(version) is None
+
+
+@pytest.mark.parametrize("version", ["3.10", "3.14", "3", "", 3.12])
+def test_unsupported_python_versions(version: object) -> None:
+    problem = pre.check_python_version(version)
+    assert isinstance(problem, str)
+    assert "3.11, 3.12, 3.13" in problem
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_empty_project_name(name: str) -> None:
+    assert pre.check_project_name(name) == "project_name must not be empty"
+
+
+@pytest.mark.parametrize(
+    "text", ["two\nlines", "carriage\rreturn", "tab\there", "nul\x00", "sep\u2028arator"]
+)
+def test_multi_line_texts_are_rejected(text: str) -> None:
+    for key in ("project_name", "description", "author_name"):
+        problem = pre.find_problem({**VALID_ANSWERS, key: text})
+        assert isinstance(problem, str)
+        assert problem.startswith(f"{key} must be a single line")
+        assert "\n" not in problem
+
+
+def test_non_ascii_single_line_text_is_fine() -> None:
+    name = "Caf\u00e9 \u00dcber-Service \U0001f680"
+    assert pre.find_problem({**VALID_ANSWERS, "project_name": name, "description": name}) is None
+
+
+@pytest.mark.parametrize("value", [True, False, "yes", "no", "1", "0"])
+def test_boolean_answers(value: object) -> None:
+    assert pre.find_problem({**VALID_ANSWERS, "run_tests": value}) is None
+
+
+def test_non_boolean_answer_is_rejected() -> None:
+    problem = pre.find_problem({**VALID_ANSWERS, "include_example_resource": "maybe"})
+    assert problem == "include_example_resource must be yes or no, got 'maybe'"
+
+
+# --- post-gen building blocks -------------------------------------------------------
+
+
+def test_remove_example_resource_is_idempotent(tmp_path: Path) -> None:
+    for folder in ("app/items", "tests/items", "app/users"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "__init__.py").write_text("", encoding="utf-8")
+    post.remove_example_resource(tmp_path)
+    post.remove_example_resource(tmp_path)
+    assert not (tmp_path / "app/items").exists()
+    assert not (tmp_path / "tests/items").exists()
+    assert (tmp_path / "app/users/__init__.py").is_file()
+
+
+def test_write_env_file_writes_a_private_secret_once(tmp_path: Path) -> None:
+    assert post.write_env_file(tmp_path) is True
+    env_file = tmp_path / ".env"
+    first = env_file.read_text(encoding="utf-8")
+    assert "ENVIRONMENT=local\n" in first
+    (secret,) = [line for line in first.splitlines() if line.startswith("SECRET_KEY=")]
+    assert len(secret.removeprefix("SECRET_KEY=")) >= 32
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert post.write_env_file(tmp_path) is False
+    assert env_file.read_text(encoding="utf-8") == first
+
+
+def test_secrets_differ_between_projects(tmp_path: Path) -> None:
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        post.write_env_file(tmp_path / name)
+    one = (tmp_path / "one" / ".env").read_text(encoding="utf-8")
+    two = (tmp_path / "two" / ".env").read_text(encoding="utf-8")
+    assert one != two
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1", True), ("true", True), ("YES", True), ("0", False), ("", False), ("no", False)],
+)
+def test_skip_install_flag(monkeypatch: pytest.MonkeyPatch, value: str, expected: bool) -> None:
+    monkeypatch.setenv(post.SKIP_INSTALL_VARIABLE, value)
+    assert post.env_flag(post.SKIP_INSTALL_VARIABLE) is expected
+
+
+def fake_python(path: Path, body: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!/bin/sh\n{body}\n", encoding="utf-8")
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.skipif(os.name == "nt", reason="uses POSIX shell scripts as fake interpreters")
+def test_find_python_skips_broken_shims_and_prefers_the_newest_pyenv_patch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A shim that exists but fails, like a pyenv shim for a version that is not selected.
+    shims = tmp_path / "shims"
+    fake_python(shims / "python3.98", "echo 'pyenv: python3.98: command not found' >&2; exit 127")
+    pyenv_root = tmp_path / "pyenv"
+    fake_python(pyenv_root / "versions/3.98.2/bin/python3.98", "echo 3.98")
+    newest = fake_python(pyenv_root / "versions/3.98.10/bin/python3.98", "echo 3.98")
+    fake_python(pyenv_root / "versions/3.9.1/bin/python3.9", "echo 3.9")
+    monkeypatch.setenv("PATH", str(shims))
+    monkeypatch.setenv("PYENV_ROOT", str(pyenv_root))
+    assert post.find_python("3.98") == str(newest)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="uses POSIX shell scripts as fake interpreters")
+def test_find_python_rejects_an_interpreter_of_another_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_python(tmp_path / "bin/python3.97", "echo 3.96")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "no-pyenv"))
+    monkeypatch.setenv("UV_PYTHON_INSTALL_DIR", str(tmp_path / "no-uv-pythons"))
+    assert post.find_python("3.97") is None
+
+
+def test_find_python_accepts_the_running_interpreter() -> None:
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert post.find_python(version) == sys.executable
+
+
+def test_installer_can_be_forced(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(post.INSTALLER_VARIABLE, "pip")
+    assert post.choose_installer() == ("pip", None)
+    monkeypatch.setattr(post, "find_uv", lambda: "/opt/fake/uv")
+    monkeypatch.setenv(post.INSTALLER_VARIABLE, "uv")
+    assert post.choose_installer() == ("uv", "/opt/fake/uv")
+    monkeypatch.delenv(post.INSTALLER_VARIABLE)
+    assert post.choose_installer() == ("uv", "/opt/fake/uv")
+
+
+def test_forcing_a_missing_uv_is_an_install_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(post, "find_uv", lambda: None)
+    monkeypatch.setenv(post.INSTALLER_VARIABLE, "uv")
+    with pytest.raises(post.InstallError, match="no uv executable"):
+        post.choose_installer()
+    monkeypatch.delenv(post.INSTALLER_VARIABLE)
+    assert post.choose_installer() == ("pip", None)
+
+
+def test_setup_commands() -> None:
+    assert post.setup_commands("uv", "3.12") == [
+        "uv venv --python 3.12 .venv",
+        "uv pip install --python .venv/bin/python -e . --group dev",
+    ]
+    assert post.setup_commands("pip", "3.12", "/opt/py 3/bin/python3.12") == [
+        "'/opt/py 3/bin/python3.12' -m venv .venv",
+        '.venv/bin/python -m pip install -U "pip>=25.1"',
+        ".venv/bin/python -m pip install -e . --group dev",
+    ]
+    assert post.setup_commands("uv", "3.12", "/usr/bin/python3.12", venv_exists=True) == [
+        "uv pip install --python .venv/bin/python -e . --group dev"
+    ]

@@ -1,0 +1,189 @@
+"""Post-gen hook behaviour that needs no working package index or extra Python."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from bakery import (
+    LOCAL_PYTHON,
+    Bake,
+    bake,
+    expected_files,
+    project_files,
+    run_rendered_hook,
+    snapshot,
+    unrendered_markers,
+)
+
+
+def secret_key(project_dir: Path) -> str:
+    lines = (project_dir / ".env").read_text(encoding="utf-8").splitlines()
+    (line,) = [line for line in lines if line.startswith("SECRET_KEY=")]
+    return line.removeprefix("SECRET_KEY=")
+
+
+def assert_same_files(result: Bake) -> None:
+    expected = expected_files(result.context())
+    actual = project_files(result.project_dir)
+    missing, unowned = sorted(expected - actual), sorted(actual - expected)
+    assert actual == expected, f"missing: {missing}; not owned by any option: {unowned}"
+
+
+@pytest.fixture(scope="module")
+def without_tests(tmp_path_factory: pytest.TempPathFactory) -> Bake:
+    """A default bake that skips the install and the test run."""
+    return bake(tmp_path_factory.mktemp("without_tests"), {"run_tests": "no"})
+
+
+class TestRunTestsOff:
+    def test_bake_succeeds(self, without_tests: Bake) -> None:
+        assert without_tests.returncode == 0, without_tests.describe()
+        assert (without_tests.project_dir / "pyproject.toml").is_file()
+
+    def test_no_virtual_environment_is_created(self, without_tests: Bake) -> None:
+        assert not (without_tests.project_dir / ".venv").exists()
+
+    def test_env_file_holds_a_private_secret(self, without_tests: Bake) -> None:
+        env_file = without_tests.project_dir / ".env"
+        assert "ENVIRONMENT=local" in env_file.read_text(encoding="utf-8").splitlines()
+        assert len(secret_key(without_tests.project_dir)) >= 32
+        assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+
+    def test_secret_is_in_no_other_file(self, without_tests: Bake) -> None:
+        secret = secret_key(without_tests.project_dir).encode()
+        holders = [
+            path
+            for path in without_tests.project_dir.rglob("*")
+            if path.is_file() and path.name != ".env" and secret in path.read_bytes()
+        ]
+        assert holders == []
+
+    @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+    def test_env_file_is_git_ignored(self, without_tests: Bake) -> None:
+        project = without_tests.project_dir
+        subprocess.run(["git", "init", "-q", str(project)], check=True)
+        ignored = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=project, check=False)
+        shutil.rmtree(project / ".git")
+        assert ignored.returncode == 0, "the generated .gitignore must ignore .env"
+
+    def test_output_explains_how_to_install_and_test_later(self, without_tests: Bake) -> None:
+        output = without_tests.output
+        assert "run_tests is off" in output
+        assert f"cd {without_tests.project_dir}" in output
+        assert re.search(r"(uv pip|-m pip) install .*-e \. --group dev", output)
+        assert "make test" in output
+
+    def test_files_match_the_template(self, without_tests: Bake) -> None:
+        assert_same_files(without_tests)
+
+    def test_no_unrendered_jinja(self, without_tests: Bake) -> None:
+        assert unrendered_markers(without_tests.project_dir) == []
+
+    def test_makefile_has_the_advertised_targets(self, without_tests: Bake) -> None:
+        makefile = (without_tests.project_dir / "Makefile").read_text(encoding="utf-8")
+        for target in ("run", "test"):
+            assert re.search(rf"^{target}:", makefile, re.MULTILINE), f"no '{target}' target"
+
+
+def test_skip_install_variable(tmp_path: Path) -> None:
+    result = bake(tmp_path, env={"FASTAPI_TEMPLATE_SKIP_INSTALL": "1"})
+    assert result.returncode == 0, result.describe()
+    assert "FASTAPI_TEMPLATE_SKIP_INSTALL is set" in result.output
+    assert not (result.project_dir / ".venv").exists()
+    assert (result.project_dir / ".env").is_file()
+
+
+def test_post_gen_hook_is_idempotent(tmp_path: Path) -> None:
+    result = bake(tmp_path, {"run_tests": "no", "include_example_resource": "no"})
+    assert result.returncode == 0, result.describe()
+    before = snapshot(result.project_dir)
+    assert ".env" in before
+    rerun = run_rendered_hook(
+        "post_gen_project", result.context(), cwd=result.project_dir, script_dir=tmp_path / "hook"
+    )
+    assert rerun.returncode == 0, rerun.stdout
+    assert snapshot(result.project_dir) == before
+
+
+def test_example_resource_can_be_left_out(tmp_path: Path) -> None:
+    result = bake(tmp_path, {"run_tests": "no", "include_example_resource": "no"})
+    assert result.returncode == 0, result.describe()
+    project = result.project_dir
+    assert not (project / "app" / "items").exists()
+    assert not (project / "tests" / "items").exists()
+    for relative in ("app/api.py", "app/db/models.py"):
+        text = (project / relative).read_text(encoding="utf-8")
+        assert not re.search(r"items?\b", text, re.IGNORECASE), f"{relative} mentions items"
+    importers = [
+        path.relative_to(project)
+        for path in project.rglob("*.py")
+        if "app.items" in path.read_text(encoding="utf-8")
+    ]
+    assert importers == []
+    assert_same_files(result)
+    assert unrendered_markers(project) == []
+
+
+def test_missing_python_is_a_warning_not_a_failure(tmp_path: Path) -> None:
+    missing = "3.13" if LOCAL_PYTHON != "3.13" else "3.12"
+    nowhere = tmp_path / "empty"
+    nowhere.mkdir()
+    result = bake(
+        tmp_path / "bake",
+        {"python_version": missing},
+        env={
+            "PATH": str(nowhere),
+            "PYENV_ROOT": str(nowhere),
+            "UV_PYTHON_INSTALL_DIR": str(nowhere),
+        },
+    )
+    assert result.returncode == 0, result.describe()
+    assert f"warning: Python {missing} was not found" in result.output
+    assert f"The project is kept at {result.project_dir}" in result.output
+    assert "make test" in result.output
+    assert (result.project_dir / "pyproject.toml").is_file()
+    assert not (result.project_dir / ".venv").exists()
+
+
+NO_INDEX_ENV = {
+    "uv": {
+        "FASTAPI_TEMPLATE_INSTALLER": "uv",
+        "UV_OFFLINE": "1",
+        "UV_NO_CONFIG": "1",
+    },
+    "pip": {
+        "FASTAPI_TEMPLATE_INSTALLER": "pip",
+        "PIP_NO_INDEX": "1",
+        "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+        "PIP_RETRIES": "0",
+        "PIP_CONFIG_FILE": "/dev/null",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    },
+}
+
+
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_unreachable_package_index_keeps_the_project(tmp_path: Path, installer: str) -> None:
+    cache = tmp_path / "empty-cache"
+    cache.mkdir()
+    env = {**NO_INDEX_ENV[installer], "UV_CACHE_DIR": str(cache), "PIP_CACHE_DIR": str(cache)}
+    result = bake(
+        tmp_path / "bake",
+        {"python_version": LOCAL_PYTHON},
+        env=env,
+        unset_prefixes=("UV_", "PIP_"),
+    )
+    assert result.returncode == 0, result.describe()
+    output = result.output
+    assert "warning: setting up the project's virtual environment failed" in output
+    assert "Last lines of the installer output:" in output
+    assert f"The project is kept at {result.project_dir}" in output
+    assert "--group dev" in output
+    assert "make test" in output
+    assert "Running the generated test suite" not in output
+    assert (result.project_dir / "pyproject.toml").is_file()

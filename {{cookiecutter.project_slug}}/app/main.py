@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     docs = settings.docs_enabled
     app = FastAPI(
         title=settings.project_name,
+        description=settings.project_description,
         version="0.1.0",
         lifespan=lifespan,
         docs_url="/docs" if docs else None,

@@ -1,8 +1,10 @@
 """Application settings, read once from the environment and `.env`."""
 
+import json
 import sys
 from enum import StrEnum
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Self
 
@@ -10,7 +12,10 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-PROJECT_NAME = {{ cookiecutter.project_name | tojson }}
+# Name and description live in project.json (data, not code), so any text is safe there.
+_PROJECT = json.loads(resources.files("app").joinpath("project.json").read_text("utf-8"))
+PROJECT_NAME: str = _PROJECT["name"]
+PROJECT_DESCRIPTION: str = _PROJECT["description"]
 PROJECT_SLUG = "{{ cookiecutter.project_slug }}"
 
 # A value nobody should deploy: allowed locally, refused in production.
@@ -58,6 +63,10 @@ class Settings(BaseSettings):
     @property
     def project_name(self) -> str:
         return PROJECT_NAME
+
+    @property
+    def project_description(self) -> str:
+        return PROJECT_DESCRIPTION
 
     @property
     def docs_enabled(self) -> bool:

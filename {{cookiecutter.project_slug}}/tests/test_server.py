@@ -94,6 +94,8 @@ def test_served_app_registers_logs_in_and_logs_as_json(server: tuple[str, Path])
     time.sleep(0.2)
     lines = [line for line in log_path.read_text().splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]  # every line is JSON, uvicorn's included
+    # uvicorn's own lines come without their terminal-coloured copy.
+    assert all("\x1b" not in str(value) for record in records for value in record.values())
     served = [r for r in records if r.get("message") == "request" and r["request_id"] == "served-1"]
     assert served
     assert served[0]["path"] == "/api/v1/users/me"

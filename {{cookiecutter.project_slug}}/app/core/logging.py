@@ -29,8 +29,11 @@ logger = logging.getLogger("app.request")
 
 
 class RequestIdFilter(logging.Filter):
+    """Adds the request id to every record, and drops uvicorn's terminal-coloured copy."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
+        record.__dict__.pop("color_message", None)
         return True
 
 

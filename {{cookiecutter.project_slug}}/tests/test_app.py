@@ -6,8 +6,10 @@ import uuid
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
-from httpx import AsyncClient
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import text
 
+from app.core.config import Settings
 from app.main import create_app
 
 PUBLIC_PREFIXES = ("/api/v1/auth/", "/api/v1/health/")
@@ -54,3 +56,34 @@ async def test_only_public_routes_answer_without_a_token(client: AsyncClient) ->
         for method in route.methods or ():
             response = await client.request(method, path)
             assert response.status_code == 401, (method, route.path)
+
+
+async def test_lifespan_opens_the_configured_database(migrated_database: str) -> None:
+    app = create_app()
+    async with app.router.lifespan_context(app), app.state.sessionmaker() as session:
+        assert await session.scalar(text("SELECT 1")) == 1
+
+
+async def test_cors_allows_only_the_configured_origins() -> None:
+    settings = Settings(_env_file=None, CORS_ORIGINS=["https://app.example.com"])
+    app = create_app(settings)
+    preflight = {"Access-Control-Request-Method": "POST"}
+    async with AsyncClient(
+        transport=ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        allowed = await client.options(
+            "/api/v1/auth/login", headers={"Origin": "https://app.example.com", **preflight}
+        )
+        refused = await client.options(
+            "/api/v1/auth/login", headers={"Origin": "https://evil.example.com", **preflight}
+        )
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "access-control-allow-origin" not in refused.headers
+
+
+async def test_without_cors_origins_no_cors_headers_are_sent(client: AsyncClient) -> None:
+    response = await client.get(
+        "/api/v1/health/live", headers={"Origin": "https://app.example.com"}
+    )
+    assert "access-control-allow-origin" not in response.headers

@@ -1,6 +1,7 @@
 """Shared API schema pieces: the base class every schema extends, and pagination."""
 
-from typing import Annotated, Generic, TypeVar
+from collections.abc import Sequence
+from typing import Annotated, Generic, Self, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,6 +33,13 @@ class Page(Schema, Generic[T]):
     total: int = Field(ge=0)
     limit: int = Field(ge=1, le=MAX_PAGE_SIZE)
     offset: int = Field(ge=0)
+
+    @classmethod
+    def of(cls, rows: Sequence[object], *, total: int, params: "PageParams") -> Self:
+        """The page for these ORM rows; each is read into `T` through its attributes."""
+        return cls.model_validate(
+            {"items": rows, "total": total, "limit": params.limit, "offset": params.offset}
+        )
 
 
 class PageParams(BaseModel):

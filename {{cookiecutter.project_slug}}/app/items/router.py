@@ -28,12 +28,7 @@ async def list_items(session: SessionDep, user: CurrentUser, page: PageQuery) ->
     items, total = await service.list_items(
         session, viewer=user, limit=page.limit, offset=page.offset
     )
-    return Page[ItemRead](
-        items=[ItemRead.model_validate(item) for item in items],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    return Page[ItemRead].of(items, total=total, params=page)
 
 
 @router.get("/{item_id}", response_model=ItemRead, responses=problem_responses(404))

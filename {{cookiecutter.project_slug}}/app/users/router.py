@@ -41,12 +41,7 @@ TargetUser = Annotated[User, Depends(get_user_by_id)]
 @admin_router.get("", response_model=Page[UserRead], responses=problem_responses(422))
 async def list_users(session: SessionDep, page: PageQuery) -> Page[UserRead]:
     users, total = await service.list_users(session, limit=page.limit, offset=page.offset)
-    return Page[UserRead](
-        items=[UserRead.model_validate(user) for user in users],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    return Page[UserRead].of(users, total=total, params=page)
 
 
 @admin_router.get("/{user_id}", response_model=UserRead, responses=problem_responses(404, 422))

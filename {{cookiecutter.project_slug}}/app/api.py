@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 
 from app.auth.dependencies import get_current_user
 from app.auth.router import router as auth_router
+from app.core.errors import problem_responses
 from app.health.router import router as health_router
 {%- if cookiecutter.include_example_resource %}
 from app.items.router import router as items_router
@@ -19,7 +20,7 @@ public = APIRouter()
 public.include_router(auth_router, prefix="/auth", tags=["auth"])
 public.include_router(health_router, prefix="/health", tags=["health"])
 
-protected = APIRouter(dependencies=[Depends(get_current_user)])
+protected = APIRouter(dependencies=[Depends(get_current_user)], responses=problem_responses(401))
 protected.include_router(users_router, prefix="/users", tags=["users"])
 protected.include_router(users_admin_router, prefix="/users", tags=["users"])
 {%- if cookiecutter.include_example_resource %}

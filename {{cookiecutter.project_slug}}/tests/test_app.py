@@ -2,7 +2,9 @@
 
 import inspect
 import uuid
+from typing import Any
 
+import fastapi.routing
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
@@ -15,8 +17,27 @@ from app.main import create_app
 PUBLIC_PREFIXES = ("/api/v1/auth/", "/api/v1/health/")
 
 
-def _api_routes(app: FastAPI) -> list[APIRoute]:
-    return [route for route in app.routes if isinstance(route, APIRoute)]
+def _api_routes(app: FastAPI) -> list[Any]:
+    """Every API route as served: full path, methods and the whole dependency tree.
+
+    Newer FastAPI keeps included routers nested (`iter_route_contexts` walks them, as FastAPI's
+    own OpenAPI generation does); older versions copy every route into `app.routes`.
+    """
+    iter_route_contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    if iter_route_contexts is None:  # pragma: no cover - depends on the FastAPI version
+        routes: list[Any] = [route for route in app.routes if isinstance(route, APIRoute)]
+    else:
+        routes = [
+            context
+            for context in iter_route_contexts(app.routes)
+            if isinstance(context.original_route, APIRoute)
+        ]
+    operations = [
+        (path, method.upper()) for path, item in app.openapi()["paths"].items() for method in item
+    ]
+    # The walk must see exactly what the API offers, or the checks below prove nothing.
+    assert sorted((r.path, m) for r in routes for m in r.methods) == sorted(operations)
+    return routes
 
 
 def _calls(dependant: Dependant) -> list[object]:
@@ -53,7 +74,7 @@ async def test_only_public_routes_answer_without_a_token(client: AsyncClient) ->
         path = route.path.replace("{item_id}", str(uuid.uuid4())).replace(
             "{user_id}", str(uuid.uuid4())
         )
-        for method in route.methods or ():
+        for method in route.methods:
             response = await client.request(method, path)
             assert response.status_code == 401, (method, route.path)
 
@@ -87,3 +108,27 @@ async def test_without_cors_origins_no_cors_headers_are_sent(client: AsyncClient
         "/api/v1/health/live", headers={"Origin": "https://app.example.com"}
     )
     assert "access-control-allow-origin" not in response.headers
+
+
+def test_patch_schemas_document_which_fields_may_not_be_null() -> None:
+    """Fields that reject an explicit null are not nullable in OpenAPI either."""
+    schemas = create_app().openapi()["components"]["schemas"]
+
+    def nullable(schema: str, field: str) -> bool:
+        options = schemas[schema]["properties"][field].get("anyOf", [])
+        return {"type": "null"} in options
+
+    assert not nullable("UserUpdateAdmin", "role")
+    assert not nullable("UserUpdateAdmin", "is_active")
+    assert not nullable("UserUpdateMe", "password")
+    assert nullable("UserUpdateMe", "full_name")
+
+
+def test_protected_routes_document_401_and_admin_routes_403() -> None:
+    paths = create_app().openapi()["paths"]
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            if not path.startswith(PUBLIC_PREFIXES):
+                assert "401" in operation["responses"], (method, path)
+            if path.startswith("/api/v1/users") and not path.endswith("/me"):
+                assert "403" in operation["responses"], (method, path)

@@ -16,7 +16,7 @@ router = APIRouter()
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserRead,
-    responses=problem_responses(409, 422),
+    responses=problem_responses(400, 409, 422),
 )
 async def register(session: SessionDep, data: UserCreate) -> UserRead:
     """Create an account. The email is unique, whatever its case."""
@@ -24,14 +24,14 @@ async def register(session: SessionDep, data: UserCreate) -> UserRead:
     return UserRead.model_validate(user)
 
 
-@router.post("/login", response_model=TokenPair, responses=problem_responses(401, 422))
+@router.post("/login", response_model=TokenPair, responses=problem_responses(400, 401, 422))
 async def login(session: SessionDep, form: LoginFormDep) -> TokenPair:
     """Exchange email (`username`) and password for an access and a refresh token."""
     user = await service.authenticate(session, email=form.username, password=form.password)
     return await service.issue_tokens(session, user=user)
 
 
-@router.post("/refresh", response_model=TokenPair, responses=problem_responses(401, 422))
+@router.post("/refresh", response_model=TokenPair, responses=problem_responses(400, 401, 422))
 async def refresh(session: SessionDep, data: RefreshRequest) -> TokenPair:
     """Spend a refresh token for a new pair; each refresh token works once."""
     return await service.rotate_refresh_token(session, refresh_token=data.refresh_token)
@@ -41,7 +41,7 @@ async def refresh(session: SessionDep, data: RefreshRequest) -> TokenPair:
     "/logout",
     status_code=status.HTTP_204_NO_CONTENT,
     response_model=None,
-    responses=problem_responses(401, 422),
+    responses=problem_responses(400, 401, 422),
 )
 async def logout(session: SessionDep, data: RefreshRequest) -> None:
     """Revoke the login this refresh token belongs to."""

@@ -152,7 +152,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    codes = {404: "not_found", 405: "method_not_allowed", 401: "not_authenticated"}
+    codes = {
+        400: "malformed_request",  # e.g. a body that is not even text
+        401: "not_authenticated",
+        404: "not_found",
+        405: "method_not_allowed",
+    }
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     return problem_response(
         exc.status_code,

@@ -1,10 +1,12 @@
 """Shared API schema pieces: the base class every schema extends, and pagination."""
 
 from collections.abc import Sequence
-from typing import Annotated, Generic, Self, TypeVar
+from typing import Annotated, Any, Generic, Self, TypeVar
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
 
 class Schema(BaseModel):
@@ -16,11 +18,35 @@ class Schema(BaseModel):
 T = TypeVar("T")
 
 
-def not_null(value: T | None) -> T:
-    """For PATCH fields that may be left out but not set to null (columns that are NOT NULL)."""
+def _reject_null(value: object) -> object:
     if value is None:
         raise ValueError("may be omitted but not null")
     return value
+
+
+class NotNull:
+    """Marks a PATCH field that may be left out but never set to null (a NOT NULL column).
+
+    `Annotated[Title | None, NotNull] = None`: an explicit null is a 422, and the OpenAPI
+    schema shows the field as not nullable, so generated clients agree with the server.
+    """
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(_reject_null, handler(source))
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        options = [option for option in json_schema.get("anyOf", []) if option != {"type": "null"}]
+        if len(options) == 1:
+            del json_schema["anyOf"]
+            json_schema.update(options[0])
+        return json_schema
 
 
 MAX_PAGE_SIZE = 100

@@ -10,10 +10,15 @@ from app.items import service
 from app.items.dependencies import OwnedItem
 from app.items.schemas import ItemCreate, ItemRead, ItemUpdate
 
-router = APIRouter(responses=problem_responses(401, 422))
+router = APIRouter(responses=problem_responses(422))
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ItemRead)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ItemRead,
+    responses=problem_responses(400),
+)
 async def create_item(
     session: SessionDep, user: CurrentUser, data: ItemCreate, request: Request, response: Response
 ) -> ItemRead:
@@ -36,7 +41,7 @@ async def read_item(item: OwnedItem) -> ItemRead:
     return ItemRead.model_validate(item)
 
 
-@router.patch("/{item_id}", response_model=ItemRead, responses=problem_responses(404))
+@router.patch("/{item_id}", response_model=ItemRead, responses=problem_responses(400, 404))
 async def update_item(session: SessionDep, item: OwnedItem, data: ItemUpdate) -> ItemRead:
     item = await service.update_item(session, item=item, data=data)
     return ItemRead.model_validate(item)

@@ -2,9 +2,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import StringConstraints, field_validator
+from pydantic import StringConstraints
 
-from app.core.schemas import Schema, not_null
+from app.core.schemas import NotNull, Schema
 from app.items.models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 
 Title = Annotated[
@@ -21,10 +21,8 @@ class ItemCreate(Schema):
 class ItemUpdate(Schema):
     """Every field optional; only the fields sent are changed."""
 
-    title: Title | None = None
+    title: Annotated[Title | None, NotNull] = None
     description: Description | None = None
-
-    _title_not_null = field_validator("title")(not_null)
 
 
 class ItemRead(Schema):

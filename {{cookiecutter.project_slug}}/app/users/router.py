@@ -13,7 +13,7 @@ from app.users import service
 from app.users.models import User
 from app.users.schemas import UserRead, UserUpdateAdmin, UserUpdateMe
 
-router = APIRouter(responses=problem_responses(401))
+router = APIRouter()
 admin_router = APIRouter(dependencies=[Depends(get_admin_user)], responses=problem_responses(403))
 
 
@@ -22,7 +22,7 @@ async def read_me(user: CurrentUser) -> UserRead:
     return UserRead.model_validate(user)
 
 
-@router.patch("/me", response_model=UserRead, responses=problem_responses(403, 422))
+@router.patch("/me", response_model=UserRead, responses=problem_responses(400, 403, 422))
 async def update_me(session: SessionDep, user: CurrentUser, data: UserUpdateMe) -> UserRead:
     """Change your name, or your password (with `current_password`; signs out everywhere)."""
     user = await service.update_me(session, user=user, data=data)
@@ -50,7 +50,7 @@ async def read_user(user: TargetUser) -> UserRead:
 
 
 @admin_router.patch(
-    "/{user_id}", response_model=UserRead, responses=problem_responses(404, 409, 422)
+    "/{user_id}", response_model=UserRead, responses=problem_responses(400, 404, 409, 422)
 )
 async def update_user(session: SessionDep, user: TargetUser, data: UserUpdateAdmin) -> UserRead:
     """Change a user's name, role or active flag. The last admin stays an admin."""

@@ -4,14 +4,15 @@ from typing import Annotated, Self
 
 from pydantic import (
     AfterValidator,
+    ConfigDict,
     EmailStr,
     Field,
+    StrictBool,
     StringConstraints,
-    field_validator,
     model_validator,
 )
 
-from app.core.schemas import Schema, not_null
+from app.core.schemas import NotNull, Schema
 from app.users.models import EMAIL_MAX_LENGTH, FULL_NAME_MAX_LENGTH, Role
 
 PASSWORD_MIN_LENGTH = 8
@@ -48,13 +49,15 @@ class UserRead(Schema):
 class UserUpdateMe(Schema):
     """What a user may change about themself. A new password needs the current one."""
 
-    full_name: FullName | None = None
-    password: Password | None = None
-    current_password: Annotated[str, StringConstraints(max_length=PASSWORD_MAX_LENGTH)] | None = (
-        None
+    model_config = ConfigDict(
+        json_schema_extra={"dependentRequired": {"password": ["current_password"]}}
     )
 
-    _password_not_null = field_validator("password", "current_password")(not_null)
+    full_name: FullName | None = None
+    password: Annotated[Password | None, NotNull] = None
+    current_password: Annotated[
+        Annotated[str, StringConstraints(max_length=PASSWORD_MAX_LENGTH)] | None, NotNull
+    ] = None
 
     @model_validator(mode="after")
     def _current_password_with_new(self) -> Self:
@@ -67,7 +70,6 @@ class UserUpdateAdmin(Schema):
     """What an admin may change about any user."""
 
     full_name: FullName | None = None
-    role: Role | None = None
-    is_active: bool | None = None
-
-    _not_null = field_validator("role", "is_active")(not_null)
+    role: Annotated[Role | None, NotNull] = None
+    # Strict: `0` or `"false"` is a 422, not silently read as False.
+    is_active: Annotated[StrictBool | None, NotNull] = None

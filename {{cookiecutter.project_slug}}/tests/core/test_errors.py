@@ -27,6 +27,17 @@ async def test_wrong_method_is_a_405_problem(client: AsyncClient) -> None:
     assert response.json()["code"] == "method_not_allowed"
 
 
+async def test_undecodable_body_is_a_400_problem(client: AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/auth/register",
+        content=b"\xff\xfe{not text",
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert response.json()["code"] == "malformed_request"
+
+
 async def test_unexpected_error_is_a_500_that_leaks_nothing(
     capsys: pytest.CaptureFixture[str], app: FastAPI
 ) -> None:

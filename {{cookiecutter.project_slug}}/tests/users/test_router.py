@@ -176,7 +176,14 @@ async def test_deactivated_user_tokens_stop_working(
 
 @pytest.mark.parametrize(
     "payload",
-    [{"role": None}, {"is_active": None}, {"role": "superuser"}, {"email": "x@example.com"}],
+    [
+        {"role": None},
+        {"is_active": None},
+        {"is_active": 0},
+        {"is_active": "false"},
+        {"role": "superuser"},
+        {"email": "x@example.com"},
+    ],
 )
 async def test_admin_update_rejects_invalid_payload(
     client: AsyncClient, user: User, admin_headers: dict[str, str], payload: dict[str, object]

@@ -76,12 +76,8 @@ async def _revoke_family(session: AsyncSession, family_id: uuid.UUID) -> None:
 async def rotate_refresh_token(session: AsyncSession, *, refresh_token: str) -> TokenPair:
     """Spend a refresh token for a new pair. A spent token presented again revokes its family."""
     stored = await _find(session, refresh_token)
-    if stored.revoked_at is not None:
-        await _revoke_family(session, stored.family_id)
-        raise RefreshTokenReused
-    if stored.expires_at <= datetime.now(UTC):
-        raise InvalidRefreshToken
-    # Claim it atomically: of two requests racing with one token, only one gets a new pair.
+    # Spend it atomically: of two requests racing with one token, only one gets a new pair,
+    # and a token that was already spent (or logged out) is a replay.
     claimed = await session.execute(
         update(RefreshToken)
         .where(RefreshToken.id == stored.id, RefreshToken.revoked_at.is_(None))
@@ -91,6 +87,8 @@ async def rotate_refresh_token(session: AsyncSession, *, refresh_token: str) -> 
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
         await _revoke_family(session, stored.family_id)
         raise RefreshTokenReused
+    if stored.expires_at <= datetime.now(UTC):
+        raise InvalidRefreshToken
     user = await session.get(User, stored.user_id)
     if user is None or not user.is_active or user.token_version != stored.token_version:
         raise InvalidRefreshToken

@@ -150,18 +150,20 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(422, "validation_error", "The request is not valid.", errors=issues)
 
 
+# The framework's own errors (the app itself raises AppError subclasses only).
+_HTTP_ERROR_CODES = {
+    400: "malformed_request",  # e.g. a body that is not even text
+    404: "not_found",
+    405: "method_not_allowed",
+}
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    codes = {
-        400: "malformed_request",  # e.g. a body that is not even text
-        401: "not_authenticated",
-        404: "not_found",
-        405: "method_not_allowed",
-    }
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     return problem_response(
         exc.status_code,
-        codes.get(exc.status_code, "http_error"),
+        _HTTP_ERROR_CODES.get(exc.status_code, "http_error"),
         detail,
         headers=exc.headers,
     )
@@ -170,8 +172,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
     logger.error("database unavailable: %s", type(exc.orig).__name__ if exc.orig else exc)
-    error = ServiceUnavailable()
-    return problem_response(error.status_code, error.code, error.detail, headers=error.headers)
+    return await _app_error(request, ServiceUnavailable())
 
 
 def install_error_handlers(app: FastAPI) -> None:

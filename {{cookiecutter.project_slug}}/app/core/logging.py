@@ -106,14 +106,8 @@ class RequestContextMiddleware:
             logger.exception("unhandled error")
             if response_started:
                 raise
-            response = problem_response(
-                500,
-                "internal_error",
-                "An unexpected error occurred.",
-                headers={REQUEST_ID_HEADER: request_id},
-            )
-            status = 500
-            await response(scope, receive, send)
+            response = problem_response(500, "internal_error", "An unexpected error occurred.")
+            await response(scope, receive, send_with_request_id)
         finally:
             # Only the path: a query string may carry something sensitive.
             logger.info(

@@ -52,6 +52,13 @@ class NotNull:
 MAX_PAGE_SIZE = 100
 
 
+class PageParams(BaseModel):
+    """`?limit=&offset=`; anything out of range is a 422, never a silent clamp."""
+
+    limit: int = Field(default=20, ge=1, le=MAX_PAGE_SIZE)
+    offset: int = Field(default=0, ge=0, le=1_000_000)
+
+
 class Page(Schema, Generic[T]):
     """One page of a collection, with the total so clients can page through it."""
 
@@ -61,18 +68,11 @@ class Page(Schema, Generic[T]):
     offset: int = Field(ge=0)
 
     @classmethod
-    def of(cls, rows: Sequence[object], *, total: int, params: "PageParams") -> Self:
+    def of(cls, rows: Sequence[object], *, total: int, params: PageParams) -> Self:
         """The page for these ORM rows; each is read into `T` through its attributes."""
         return cls.model_validate(
             {"items": rows, "total": total, "limit": params.limit, "offset": params.offset}
         )
-
-
-class PageParams(BaseModel):
-    """`?limit=&offset=`; anything out of range is a 422, never a silent clamp."""
-
-    limit: int = Field(default=20, ge=1, le=MAX_PAGE_SIZE)
-    offset: int = Field(default=0, ge=0, le=1_000_000)
 
 
 PageQuery = Annotated[PageParams, Query()]

@@ -22,14 +22,27 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 from starlette.concurrency import run_in_threadpool
 
-from app.core.config import Settings, get_settings
+from app.core.config import get_settings
 
 ACCESS_TOKEN_TYPE = "access"
 REQUIRED_CLAIMS = ("exp", "iat", "nbf", "iss", "aud", "sub", "jti", "type", "ver")
 
 
+Argon2Cost = tuple[int, int, int]  # time cost, memory in KiB, parallelism
+
+
+def _argon2_cost() -> Argon2Cost:
+    settings = get_settings()
+    return (
+        settings.PASSWORD_HASH_TIME_COST,
+        settings.PASSWORD_HASH_MEMORY_KIB,
+        settings.PASSWORD_HASH_PARALLELISM,
+    )
+
+
 @lru_cache
-def _password_hash(time_cost: int, memory_kib: int, parallelism: int) -> PasswordHash:
+def _password_hash(cost: Argon2Cost) -> PasswordHash:
+    time_cost, memory_kib, parallelism = cost
     return PasswordHash(
         (
             Argon2Hasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism),
@@ -38,38 +51,32 @@ def _password_hash(time_cost: int, memory_kib: int, parallelism: int) -> Passwor
     )
 
 
-def password_hasher(settings: Settings | None = None) -> PasswordHash:
-    settings = settings or get_settings()
-    return _password_hash(
-        settings.PASSWORD_HASH_TIME_COST,
-        settings.PASSWORD_HASH_MEMORY_KIB,
-        settings.PASSWORD_HASH_PARALLELISM,
-    )
+@lru_cache
+def _dummy_hash(cost: Argon2Cost) -> str:
+    return _password_hash(cost).hash(secrets.token_urlsafe(16))
 
 
 async def hash_password(password: str) -> str:
-    return await run_in_threadpool(password_hasher().hash, password)
+    return await run_in_threadpool(_password_hash(_argon2_cost()).hash, password)
 
 
 async def verify_password(password: str, password_hash: str) -> tuple[bool, str | None]:
     """(matches, replacement hash when the stored one is outdated or not Argon2id)."""
-    return await run_in_threadpool(password_hasher().verify_and_update, password, password_hash)
-
-
-@lru_cache
-def _dummy_hash(time_cost: int, memory_kib: int, parallelism: int) -> str:
-    return _password_hash(time_cost, memory_kib, parallelism).hash(secrets.token_urlsafe(16))
+    hasher = _password_hash(_argon2_cost())
+    return await run_in_threadpool(hasher.verify_and_update, password, password_hash)
 
 
 async def burn_password_check(password: str) -> None:
-    """Spend what a real verify costs, so an unknown email is not told apart by timing."""
-    settings = get_settings()
-    dummy = _dummy_hash(
-        settings.PASSWORD_HASH_TIME_COST,
-        settings.PASSWORD_HASH_MEMORY_KIB,
-        settings.PASSWORD_HASH_PARALLELISM,
-    )
-    await verify_password(password, dummy)
+    """Spend what a real verify costs, so an unknown email is not told apart by timing.
+
+    The dummy hash is made (once) in the worker thread too: hashing never runs on the loop.
+    """
+    cost = _argon2_cost()
+
+    def verify_against_dummy() -> None:
+        _password_hash(cost).verify(password, _dummy_hash(cost))
+
+    await run_in_threadpool(verify_against_dummy)
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,35 +56,29 @@ async def list_users(session: AsyncSession, *, limit: int, offset: int) -> tuple
     return list(result.scalars()), total or 0
 
 
-async def _set_password(user: User, password: str) -> None:
-    user.password_hash = await hash_password(password)
-    user.token_version += 1
-
-
 async def update_me(session: AsyncSession, *, user: User, data: UserUpdateMe) -> User:
     changes = data.model_dump(exclude_unset=True, exclude={"password", "current_password"})
     if data.password is not None:
         matches, _ = await verify_password(data.current_password or "", user.password_hash)
         if not matches:
             raise WrongCurrentPassword
-        await _set_password(user, data.password)
+        user.password_hash = await hash_password(data.password)
+        user.token_version += 1  # signs the user out everywhere
     for field, value in changes.items():
         setattr(user, field, value)
     await session.flush()
     return user
 
 
-async def _other_active_admins(session: AsyncSession, *, user: User) -> int:
-    count = await session.scalar(
+async def _ensure_not_last_admin(session: AsyncSession, *, user: User) -> None:
+    if not (user.is_admin and user.is_active):
+        return
+    other_admins = await session.scalar(
         select(func.count())
         .select_from(User)
         .where(User.role == Role.ADMIN, User.is_active.is_(True), User.id != user.id)
     )
-    return count or 0
-
-
-async def _ensure_not_last_admin(session: AsyncSession, *, user: User) -> None:
-    if user.is_admin and user.is_active and await _other_active_admins(session, user=user) == 0:
+    if not other_admins:
         raise LastAdmin
 
 

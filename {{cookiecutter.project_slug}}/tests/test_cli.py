@@ -9,7 +9,9 @@ from sqlalchemy import select
 from app import cli
 from app.core.config import get_settings
 from app.db.session import create_engine, create_sessionmaker
+from app.users import service as users_service
 from app.users.models import Role, User
+from app.users.schemas import UserCreate
 from tests.conftest import alembic_config
 
 
@@ -85,3 +87,39 @@ def test_create_admin_explains_an_unmigrated_database(
     with pytest.raises(SystemExit) as exited:
         cli.main(["root@example.com"])
     assert "make migrate" in str(exited.value.code)
+
+
+def test_create_admin_promotes_an_existing_user(
+    cli_database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ADMIN_PASSWORD", "a long user password")
+    asyncio.run(_create_plain_user(cli_database, "member@example.com"))
+    assert asyncio.run(_role_of(cli_database, "member@example.com")) is Role.USER
+
+    cli.main(["member@example.com"])
+    assert capsys.readouterr().out.strip() == "promoted member@example.com to admin"
+    assert asyncio.run(_role_of(cli_database, "member@example.com")) is Role.ADMIN
+
+
+def test_create_admin_prompts_and_refuses_a_mistyped_repeat(
+    cli_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ADMIN_PASSWORD", raising=False)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    answers = iter(["a long admin password", "a long admin passwort"])
+    monkeypatch.setattr("getpass.getpass", lambda prompt: next(answers))
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["root@example.com"])
+    assert "do not match" in str(exited.value.code)
+    assert asyncio.run(_role_of(cli_database, "root@example.com")) is None
+
+
+async def _create_plain_user(url: str, email: str) -> None:
+    engine = create_engine(get_settings(), url=url)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            await users_service.create_user(
+                session, data=UserCreate(email=email, password="a long user password")
+            )
+    finally:
+        await engine.dispose()

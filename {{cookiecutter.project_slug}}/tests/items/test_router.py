@@ -85,7 +85,15 @@ async def test_list_defaults_to_20(
 
 
 @pytest.mark.parametrize(
-    "params", [{"limit": 0}, {"limit": 101}, {"offset": -1}, {"limit": "x"}, {"offset": 1.5}]
+    "params",
+    [
+        {"limit": 0},
+        {"limit": 101},
+        {"offset": -1},
+        {"offset": 1_000_001},
+        {"limit": "x"},
+        {"offset": 1.5},
+    ],
 )
 async def test_list_rejects_bad_paging(
     client: AsyncClient, user_headers: dict[str, str], params: dict[str, int | float | str]

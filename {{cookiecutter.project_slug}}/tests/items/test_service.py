@@ -1,4 +1,7 @@
+from datetime import datetime
+
 import pytest
+from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.items import service
@@ -46,3 +49,11 @@ async def test_deleting_the_owner_deletes_their_items(session: AsyncSession, use
     admin.role = admin.role.ADMIN
     with pytest.raises(ItemNotFound):
         await service.get_item(session, viewer=admin, item_id=item.id)
+
+
+async def test_naive_datetimes_are_refused(session: AsyncSession, user: User) -> None:
+    """Every timestamp is stored as UTC; a naive one is a bug, caught before it is written."""
+    item = await create_item(session, owner=user)
+    item.updated_at = datetime(2026, 1, 1)
+    with pytest.raises(StatementError, match="naive datetime"):
+        await session.flush()

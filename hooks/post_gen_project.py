@@ -37,6 +37,8 @@ ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
 
 # Folders that belong to the optional example resource.
 EXAMPLE_RESOURCE_DIRS = ("app/items", "tests/items")
+# Files that only a PostgreSQL project has (SQLite is embedded: there is no server to lose).
+POSTGRESQL_ONLY_FILES = ("tests/test_outage.py",)
 SKIP_INSTALL_VARIABLE = "FASTAPI_TEMPLATE_SKIP_INSTALL"
 INSTALLER_VARIABLE = "FASTAPI_TEMPLATE_INSTALLER"
 # ``pip install --group`` (PEP 735 dependency groups) needs pip 25.1 or later.
@@ -101,6 +103,12 @@ def remove_example_resource(project_dir: Path) -> None:
         folder = project_dir / relative
         if folder.is_dir():
             shutil.rmtree(folder)
+
+
+def remove_postgresql_only(project_dir: Path) -> None:
+    """Delete the PostgreSQL-only files; missing files are fine."""
+    for relative in POSTGRESQL_ONLY_FILES:
+        (project_dir / relative).unlink(missing_ok=True)
 
 
 def write_env_file(project_dir: Path) -> bool:
@@ -410,6 +418,8 @@ def main(raw_answers: str) -> int:
 
     if not as_bool(answers.get("include_example_resource", True)):
         remove_example_resource(project_dir)
+    if answers.get("database", "sqlite") != "postgresql":
+        remove_postgresql_only(project_dir)
     if write_env_file(project_dir):
         say("Wrote .env with a fresh SECRET_KEY (git-ignored; keep it private).")
 

@@ -29,6 +29,7 @@ from typing import Any
 ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
 
 SUPPORTED_PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
+SUPPORTED_DATABASES = ("sqlite", "postgresql")
 SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 SLUG_MAX_LENGTH = 64
 # Names the generated project already uses for its own packages and folders,
@@ -144,6 +145,13 @@ def check_python_version(value: object) -> str | None:
     return None
 
 
+def check_database(value: object) -> str | None:
+    if value not in SUPPORTED_DATABASES:
+        choices = ", ".join(SUPPORTED_DATABASES)
+        return f"database {value!r} is not supported; choose one of {choices}"
+    return None
+
+
 def check_boolean(key: str) -> Callable[[object], str | None]:
     def check(value: object) -> str | None:
         if isinstance(value, bool):
@@ -163,6 +171,7 @@ CHECKS: Mapping[str, Callable[[object], str | None]] = {
     "author_email": check_author_email,
     "python_version": check_python_version,
     "include_example_resource": check_boolean("include_example_resource"),
+    "database": check_database,
     "run_tests": check_boolean("run_tests"),
 }
 

@@ -1,6 +1,5 @@
 import asyncio
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from alembic import command
@@ -29,12 +28,11 @@ def use_database(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], No
 
 
 @pytest.fixture
-def cli_database(tmp_path: Path, use_database: Callable[[str], None]) -> str:
+def cli_database(empty_database: str, use_database: Callable[[str], None]) -> str:
     """A migrated database of its own, since the command commits for real."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
-    command.upgrade(alembic_config(url), "head")
-    use_database(url)
-    return url
+    command.upgrade(alembic_config(empty_database), "head")
+    use_database(empty_database)
+    return empty_database
 
 
 async def _role_of(url: str, email: str) -> Role | None:
@@ -80,9 +78,9 @@ def test_create_admin_without_a_password_source_says_how(
 
 
 def test_create_admin_explains_an_unmigrated_database(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, use_database: Callable[[str], None]
+    empty_database: str, monkeypatch: pytest.MonkeyPatch, use_database: Callable[[str], None]
 ) -> None:
-    use_database(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")
+    use_database(empty_database)
     monkeypatch.setenv("ADMIN_PASSWORD", "a long admin password")
     with pytest.raises(SystemExit) as exited:
         cli.main(["root@example.com"])

@@ -1,10 +1,6 @@
 """The real thing: `app.main:app` served by uvicorn on a loopback port, as `make run` does."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,56 +9,21 @@ import httpx
 import pytest
 from alembic import command
 
-from app.core.config import PROJECT_DIR
+from tests import databases
 from tests.conftest import alembic_config
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.servers import serve
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    database = tmp_path_factory.mktemp("server") / "server.db"
-    url = f"sqlite+aiosqlite:///{database}"
-    command.upgrade(alembic_config(url), "head")
-    port = _free_port()
-    log_path = database.with_suffix(".log")
-    env = {**os.environ, "DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "app.main:app",
-                "--port",
-                str(port),
-                "--no-access-log",
-            ],
-            cwd=PROJECT_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base_url}/api/v1/health/live", timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"uvicorn did not start:\n{log_path.read_text()}")
-                time.sleep(0.1)
-        yield base_url, log_path
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    reason = databases.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    with databases.scratch_database("server") as url:
+        command.upgrade(alembic_config(url), "head")
+        with serve(url, log_path) as served:
+            yield served.base_url, log_path
 
 
 def test_served_app_registers_logs_in_and_logs_as_json(server: tuple[str, Path]) -> None:

@@ -10,6 +10,8 @@ from typing import Annotated, Self
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 # Name and description live in project.json (data, not code), so any text is safe there.
@@ -17,6 +19,16 @@ _PROJECT = json.loads(resources.files("app").joinpath("project.json").read_text(
 PROJECT_NAME: str = _PROJECT["name"]
 PROJECT_DESCRIPTION: str = _PROJECT["description"]
 PROJECT_SLUG = "{{ cookiecutter.project_slug }}"
+
+{%- if cookiecutter.database == "postgresql" %}
+DATABASE_DRIVER = "postgresql+asyncpg"
+DATABASE_URL_EXAMPLE = f"postgresql+asyncpg://user:password@127.0.0.1:5432/{PROJECT_SLUG}"
+DEFAULT_DATABASE_URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{PROJECT_SLUG}"
+{%- else %}
+DATABASE_DRIVER = "sqlite+aiosqlite"
+DATABASE_URL_EXAMPLE = "sqlite+aiosqlite:///./app.db"
+DEFAULT_DATABASE_URL = f"sqlite+aiosqlite:///{PROJECT_DIR / 'app.db'}"
+{%- endif %}
 
 # A value nobody should deploy: allowed locally, refused in production.
 DEFAULT_SECRET_KEY = "insecure-local-secret-change-me"
@@ -40,8 +52,22 @@ class Settings(BaseSettings):
     )
 
     ENVIRONMENT: Environment = Environment.LOCAL
-    DATABASE_URL: str = f"sqlite+aiosqlite:///{PROJECT_DIR / 'app.db'}"
+    DATABASE_URL: str = DEFAULT_DATABASE_URL
     DATABASE_ECHO: bool = False
+{%- if cookiecutter.database == "postgresql" %}
+    # Per worker process: connections kept open, and extra ones allowed in a burst. Keep
+    # workers x (DATABASE_POOL_SIZE + DATABASE_MAX_OVERFLOW) below the server's max_connections.
+    DATABASE_POOL_SIZE: int = Field(default=20, ge=1, le=500)
+    DATABASE_MAX_OVERFLOW: int = Field(default=10, ge=0, le=500)
+    # Seconds a request waits for a free connection before it gets a 503.
+    DATABASE_POOL_TIMEOUT: float = Field(default=10, gt=0, le=300)
+    # Test each pooled connection before use, so one dropped by a restart is replaced unseen.
+    DATABASE_POOL_PRE_PING: bool = True
+    # Seconds to wait for a new connection, and milliseconds any one statement may run (0: no
+    # limit); both turn a stuck database into a prompt 503 instead of a hung request.
+    DATABASE_CONNECT_TIMEOUT: float = Field(default=5, gt=0, le=120)
+    DATABASE_STATEMENT_TIMEOUT_MS: int = Field(default=15_000, ge=0, le=3_600_000)
+{%- endif %}
 
     SECRET_KEY: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
     JWT_ALGORITHM: str = "HS256"
@@ -108,8 +134,20 @@ class Settings(BaseSettings):
     @field_validator("DATABASE_URL")
     @classmethod
     def _check_database_url(cls, url: str) -> str:
-        if not url.startswith("sqlite+aiosqlite://"):
-            raise ValueError("must be an async SQLite URL such as sqlite+aiosqlite:///./app.db")
+        """A parseable URL for the driver this service was generated for."""
+        try:
+            parsed = make_url(url)
+        except (ArgumentError, ValueError):
+            raise ValueError(
+                f"is not a database URL; expected one like {DATABASE_URL_EXAMPLE}"
+            ) from None
+        if parsed.drivername != DATABASE_DRIVER:
+            raise ValueError(
+                f"uses {parsed.drivername!r}, but this service is built for {DATABASE_DRIVER!r}; "
+                f"expected a URL like {DATABASE_URL_EXAMPLE}"
+            )
+        if not parsed.database or parsed.database == ":memory:":
+            raise ValueError(f"names no database; expected a URL like {DATABASE_URL_EXAMPLE}")
         return url
 
     @model_validator(mode="after")

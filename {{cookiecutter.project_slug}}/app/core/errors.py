@@ -14,7 +14,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
@@ -169,9 +170,30 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# SQLSTATE classes that say the database cannot serve now, not that the request is wrong:
+# connection exception, transaction rollback (deadlock, serialization failure), insufficient
+# resources, operator intervention (shutdown, statement timeout).
+_UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57"})
+
+
+def is_database_unavailable(exc: SQLAlchemyError) -> bool:
+    """Whether the error is the database being down, overloaded or slow (a retryable 503)."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return exc.connection_invalidated or (
+        isinstance(sqlstate, str) and sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+    )
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, DBAPIError)
-    logger.error("database unavailable: %s", type(exc.orig).__name__ if exc.orig else exc)
+    assert isinstance(exc, SQLAlchemyError)
+    if not is_database_unavailable(exc):
+        raise exc  # a bug, not an outage: the request middleware logs it and answers 500
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
+    logger.error("database unavailable: %s", type(cause).__name__)
     return await _app_error(request, ServiceUnavailable())
 
 
@@ -180,4 +202,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(OperationalError, _database_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeoutError, _database_error)

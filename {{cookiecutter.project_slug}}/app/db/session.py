@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import event
-from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.engine.interfaces import DBAPIConnection{% if cookiecutter.database == "postgresql" %}, Dialect{% endif %}
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -14,9 +14,52 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from app.core.config import Settings
+from app.core.config import {% if cookiecutter.database == "postgresql" %}PROJECT_SLUG, {% endif %}Settings
 from app.core.errors import AppError
+{% if cookiecutter.database == "postgresql" %}
 
+def _connect_errors_as_operational(engine: AsyncEngine) -> None:
+    """Report a failed connection attempt the way the driver reports a lost one.
+
+    asyncpg raises plain OSError or TimeoutError when the server cannot be reached, which
+    SQLAlchemy passes through unwrapped; as OperationalError it gets the 503 every other
+    database outage gets (see app/core/errors.py) instead of a 500.
+    """
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _connect(
+        dialect: Dialect, _record: ConnectionPoolEntry, cargs: Any, cparams: Any
+    ) -> DBAPIConnection:
+        dbapi = dialect.loaded_dbapi
+        try:
+            connection: DBAPIConnection = dbapi.connect(*cargs, **cparams)
+        except dbapi.Error:
+            raise
+        except Exception as exc:
+            raise dbapi.OperationalError(f"cannot connect: {type(exc).__name__}: {exc}") from exc
+        return connection
+
+
+def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
+    """A pooled asyncpg engine; every connection carries the statement timeout."""
+    engine = create_async_engine(
+        url or settings.DATABASE_URL,
+        echo=settings.DATABASE_ECHO,
+        pool_size=settings.DATABASE_POOL_SIZE,
+        max_overflow=settings.DATABASE_MAX_OVERFLOW,
+        pool_timeout=settings.DATABASE_POOL_TIMEOUT,
+        pool_pre_ping=settings.DATABASE_POOL_PRE_PING,
+        connect_args={
+            "timeout": settings.DATABASE_CONNECT_TIMEOUT,
+            "server_settings": {
+                "application_name": PROJECT_SLUG,
+                "statement_timeout": str(settings.DATABASE_STATEMENT_TIMEOUT_MS),
+            },
+        },
+    )
+    _connect_errors_as_operational(engine)
+    return engine
+{%- else %}
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
     """Foreign keys on, and transactions that SAVEPOINT works inside.
@@ -40,9 +83,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     engine = create_async_engine(url or settings.DATABASE_URL, echo=settings.DATABASE_ECHO)
-    if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine)
+    _configure_sqlite(engine)
     return engine
+{%- endif %}
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

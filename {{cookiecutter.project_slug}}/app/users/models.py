@@ -1,6 +1,6 @@
 from enum import StrEnum
 
-from sqlalchemy import Enum, String
+from sqlalchemy import Enum, Index, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, Timestamps, UUIDPrimaryKey
@@ -17,8 +17,9 @@ class Role(StrEnum):
 class User(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "users"
 
-    # Stored lower-cased, so the unique index makes uniqueness case-insensitive.
-    email: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH), unique=True, index=True)
+    # Unique whatever its case: the database enforces it with a unique index on lower(email)
+    # (see __table_args__), so no code path and no race can store two spellings of one address.
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH))
     password_hash: Mapped[str] = mapped_column(String(255))
     full_name: Mapped[str | None] = mapped_column(String(FULL_NAME_MAX_LENGTH))
     role: Mapped[Role] = mapped_column(
@@ -28,6 +29,8 @@ class User(UUIDPrimaryKey, Timestamps, Base):
     is_active: Mapped[bool] = mapped_column(default=True)
     # Bumped on a password change or deactivation: every token issued before stops working.
     token_version: Mapped[int] = mapped_column(default=0, server_default="0")
+
+    __table_args__ = (Index("uq_users_email_lower", func.lower(email), unique=True),)
 
     @property
     def is_admin(self) -> bool:

@@ -25,7 +25,7 @@ async def get_user(session: AsyncSession, *, user_id: uuid.UUID) -> User:
 
 
 async def get_user_by_email(session: AsyncSession, *, email: str) -> User | None:
-    result = await session.execute(select(User).where(User.email == email.lower()))
+    result = await session.execute(select(User).where(func.lower(User.email) == email.lower()))
     return result.scalar_one_or_none()
 
 

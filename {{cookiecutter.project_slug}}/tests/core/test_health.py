@@ -1,5 +1,3 @@
-from pathlib import Path
-
 from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -7,6 +5,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.config import get_settings
 from app.core.errors import PROBLEM_JSON
 from app.db.session import create_engine, create_sessionmaker, get_sessionmaker
+from tests import databases
 
 
 async def test_live(client: AsyncClient) -> None:
@@ -22,12 +21,9 @@ async def test_ready_when_the_database_answers(client: AsyncClient) -> None:
 
 
 async def test_not_ready_and_api_unavailable_when_the_database_is_gone(
-    app: FastAPI, client: AsyncClient, tmp_path: Path
+    app: FastAPI, client: AsyncClient
 ) -> None:
-    # A database file in a directory that does not exist: every connection attempt fails.
-    engine = create_engine(
-        get_settings(), url=f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'gone.db'}"
-    )
+    engine = create_engine(get_settings(), url=databases.unreachable_database_url())
     broken = create_sessionmaker(engine)
 
     async def broken_sessionmaker() -> async_sessionmaker[AsyncSession]:

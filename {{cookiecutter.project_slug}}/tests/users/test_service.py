@@ -1,4 +1,9 @@
+import uuid
+from collections.abc import Callable
+
 import pytest
+from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.users import service
@@ -39,6 +44,19 @@ async def test_database_refuses_a_duplicate_even_past_the_check(
         )
     # The savepoint kept the transaction usable.
     assert (await service.get_user(session, user_id=user.id)).email == user.email
+
+
+@pytest.mark.parametrize("spelling", [str.upper, str.title, lambda email: email])
+async def test_database_itself_refuses_another_case_of_a_taken_email(
+    session: AsyncSession, user: User, spelling: Callable[[str], str]
+) -> None:
+    """Past every check in the code, written as raw SQL: the index on lower(email) holds."""
+    statement = insert(User).values(
+        id=uuid.uuid4(), email=spelling(user.email), password_hash="x", role=Role.USER
+    )
+    with pytest.raises(IntegrityError):
+        async with session.begin_nested():
+            await session.execute(statement)
 
 
 async def test_get_missing_user_raises(session: AsyncSession, user: User) -> None:

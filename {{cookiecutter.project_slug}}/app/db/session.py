@@ -62,10 +62,13 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
 {%- else %}
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
-    """Foreign keys on, and transactions that SAVEPOINT works inside.
+    """Foreign keys on, write-ahead logging, and transactions that take the write lock up front.
 
     The sqlite3 driver opens transactions lazily on its own, which breaks SAVEPOINT; SQLAlchemy's
-    documented remedy is to switch that off and emit BEGIN ourselves.
+    documented remedy is to switch that off and emit BEGIN ourselves. It is BEGIN IMMEDIATE: a
+    transaction that starts as a reader and later writes cannot wait for the lock (SQLite answers
+    "database is locked" at once to avoid a deadlock), while one that takes the write lock first
+    waits its turn for up to busy_timeout. Writers queue; with WAL, readers never block them.
     """
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -73,12 +76,14 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:

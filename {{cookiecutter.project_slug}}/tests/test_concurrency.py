@@ -1,0 +1,161 @@
+"""Racing requests against the served app: several uvicorn workers, one real database.
+
+Each race fires every request at once from one client with enough connections for all of them,
+then checks what the database holds, not only what the responses said.
+"""
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from alembic import command
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+{%- if cookiecutter.include_example_resource %}
+from app.items.models import Item
+{%- endif %}
+from app.users.models import User
+from tests import databases
+from tests.conftest import alembic_config
+from tests.servers import serve
+
+WORKERS = 2
+PASSWORD = "a long enough password"
+
+
+@dataclass(frozen=True)
+class Served:
+    base_url: str
+    database_url: str
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    reason = databases.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    log_path = tmp_path_factory.mktemp("races") / "server.log"
+    with databases.scratch_database("races") as url:
+        command.upgrade(alembic_config(url), "head")
+        with serve(url, log_path, workers=WORKERS) as server:
+            yield Served(base_url=f"{server.base_url}/api/v1", database_url=url)
+        assert "Traceback" not in server.log()
+
+
+def _client(served: Served, connections: int) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=served.base_url,
+        limits=httpx.Limits(max_connections=connections),
+        timeout=60,
+    )
+
+
+async def _scalar(served: Served, statement: Any) -> Any:
+    engine = create_async_engine(served.database_url)
+    try:
+        async with engine.connect() as connection:
+            return await connection.scalar(statement)
+    finally:
+        await engine.dispose()
+
+
+async def _sign_up(client: httpx.AsyncClient, email: str) -> dict[str, str]:
+    registered = await client.post("/auth/register", json={"email": email, "password": PASSWORD})
+    assert registered.status_code == 201, registered.text
+    login = await client.post("/auth/login", data={"username": email, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+async def test_simultaneous_registrations_of_one_email_create_one_account(
+    served: Served,
+) -> None:
+    attempts = 50
+    spellings = ["race@example.com", "Race@Example.com", "RACE@EXAMPLE.COM"]
+    async with _client(served, attempts) as client:
+        responses = await asyncio.gather(
+            *(
+                client.post(
+                    "/auth/register",
+                    json={"email": spellings[n % len(spellings)], "password": PASSWORD},
+                )
+                for n in range(attempts)
+            )
+        )
+    statuses = Counter(response.status_code for response in responses)
+    assert statuses == {201: 1, 409: attempts - 1}
+    conflicts = [r.json()["code"] for r in responses if r.status_code == 409]
+    assert set(conflicts) == {"email_already_registered"}
+    stored = await _scalar(
+        served, select(func.count()).select_from(User).where(func.lower(User.email) == "race@example.com")
+    )
+    assert stored == 1
+{%- if cookiecutter.include_example_resource %}
+
+
+async def test_simultaneous_creations_by_several_users_store_every_item_once(
+    served: Served,
+) -> None:
+    users, per_user = 5, 40
+    async with _client(served, users * per_user) as client:
+        headers = [await _sign_up(client, f"maker{n}@example.com") for n in range(users)]
+        responses = await asyncio.gather(
+            *(
+                client.post("/items", json={"title": f"maker{n} item{i}"}, headers=headers[n])
+                for n in range(users)
+                for i in range(per_user)
+            )
+        )
+        assert Counter(r.status_code for r in responses) == {201: users * per_user}
+
+        owners = {
+            n: (await client.get("/users/me", headers=headers[n])).json()["id"]
+            for n in range(users)
+        }
+    for response in responses:
+        item = response.json()
+        maker = int(item["title"].split()[0].removeprefix("maker"))
+        assert item["owner_id"] == owners[maker]
+
+    engine = create_async_engine(served.database_url)
+    try:
+        async with engine.connect() as connection:
+            rows = (await connection.execute(select(Item.owner_id, Item.title))).all()
+    finally:
+        await engine.dispose()
+    made = [(str(owner), title) for owner, title in rows if title.startswith("maker")]
+    assert len(made) == users * per_user
+    assert len(set(made)) == users * per_user  # no row twice
+    for owner, title in made:
+        assert owner == owners[int(title.split()[0].removeprefix("maker"))]
+
+
+async def test_concurrent_patches_leave_a_state_one_request_asked_for(served: Served) -> None:
+    writers = 50
+    async with _client(served, writers) as client:
+        headers = await _sign_up(client, "editor@example.com")
+        created = await client.post("/items", json={"title": "original"}, headers=headers)
+        item_url = f"/items/{created.json()['id']}"
+        responses = await asyncio.gather(
+            *(
+                client.patch(
+                    item_url, json={"title": f"title {n}", "description": f"body {n}"}, headers=headers
+                )
+                for n in range(writers)
+            )
+        )
+        final = (await client.get(item_url, headers=headers)).json()
+
+    assert Counter(r.status_code for r in responses) == {200: writers}
+    for response in responses:  # each request saw its own write, whole
+        body = response.json()
+        assert body["title"].removeprefix("title ") == body["description"].removeprefix("body ")
+    # The stored item is exactly one request's write: title and description from the same one.
+    asked_for = {(f"title {n}", f"body {n}") for n in range(writers)}
+    assert (final["title"], final["description"]) in asked_for
+{%- endif %}

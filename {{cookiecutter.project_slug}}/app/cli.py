@@ -11,8 +11,10 @@ import os
 import sys
 
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.config import get_settings
+from app.core.errors import is_database_unavailable
 from app.db.session import create_engine, create_sessionmaker
 from app.users import service
 from app.users.models import Role
@@ -64,6 +66,11 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except Exception as error:
+        if isinstance(error, SQLAlchemyError) and is_database_unavailable(error):
+            raise SystemExit(
+                f"error: cannot reach the database ({type(error).__name__}); "
+                "is it running, and is DATABASE_URL right?"
+            ) from None
         raise SystemExit(
             f"error: {type(error).__name__}: could not write to the database "
             "(has `make migrate` been run?)"

@@ -11,6 +11,9 @@ from app.db.session import create_engine, create_sessionmaker
 from app.users import service as users_service
 from app.users.models import Role, User
 from app.users.schemas import UserCreate
+{%- if cookiecutter.database == "postgresql" %}
+from tests import databases
+{%- endif %}
 from tests.conftest import alembic_config
 
 
@@ -85,6 +88,20 @@ def test_create_admin_explains_an_unmigrated_database(
     with pytest.raises(SystemExit) as exited:
         cli.main(["root@example.com"])
     assert "make migrate" in str(exited.value.code)
+
+
+{%- if cookiecutter.database == "postgresql" %}
+
+
+def test_create_admin_explains_an_unreachable_database(
+    monkeypatch: pytest.MonkeyPatch, use_database: Callable[[str], None]
+) -> None:
+    use_database(databases.unreachable_database_url())
+    monkeypatch.setenv("ADMIN_PASSWORD", "a long admin password")
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["root@example.com"])
+    assert "cannot reach the database" in str(exited.value.code)
+{%- endif %}
 
 
 def test_create_admin_promotes_an_existing_user(

@@ -174,18 +174,24 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 # connection exception, transaction rollback (deadlock, serialization failure), insufficient
 # resources, operator intervention (shutdown, statement timeout).
 _UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57"})
+# SQLite's counterparts: locked past busy_timeout, the file cannot be opened, read or written.
+_UNAVAILABLE_SQLITE_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR")
 
 
 def is_database_unavailable(exc: SQLAlchemyError) -> bool:
-    """Whether the error is the database being down, overloaded or slow (a retryable 503)."""
-    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
+    """Whether the error is the database being down, overloaded or slow (a retryable 503),
+    rather than a bug such as a missing table (a 500)."""
+    if isinstance(exc, PoolTimeoutError):
         return True
     if not isinstance(exc, DBAPIError):
         return False
-    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return exc.connection_invalidated or (
-        isinstance(sqlstate, str) and sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
-    )
+    sqlite_error = getattr(exc.orig, "sqlite_errorname", None)
+    if isinstance(sqlite_error, str):
+        return sqlite_error.startswith(_UNAVAILABLE_SQLITE_ERRORS)
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:

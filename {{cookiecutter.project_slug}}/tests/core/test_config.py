@@ -70,12 +70,47 @@ def test_cors_origins_accept_a_comma_separated_list() -> None:
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
         ({"JWT_ALGORITHM": "none"}, "JWT_ALGORITHM"),
         ({"DATABASE_URL": "sqlite:///sync.db"}, "DATABASE_URL"),
+{%- if cookiecutter.database == "postgresql" %}
+        ({"DATABASE_POOL_SIZE": 0}, "DATABASE_POOL_SIZE"),
+        ({"DATABASE_MAX_OVERFLOW": -1}, "DATABASE_MAX_OVERFLOW"),
+        ({"DATABASE_POOL_TIMEOUT": "forever"}, "DATABASE_POOL_TIMEOUT"),
+        ({"DATABASE_STATEMENT_TIMEOUT_MS": -5}, "DATABASE_STATEMENT_TIMEOUT_MS"),
+        ({"DATABASE_CONNECT_TIMEOUT": 0}, "DATABASE_CONNECT_TIMEOUT"),
+{%- endif %}
     ],
 )
 def test_bad_values_are_named(values: dict[str, Any], field: str) -> None:
     message = _error(**values)
     assert message.startswith("invalid configuration: ")
     assert field in message
+
+
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("not a url", "is not a database URL"),
+        ("://nothing", "is not a database URL"),
+        ("mysql+aiomysql://root@localhost/app", "uses 'mysql+aiomysql'"),
+{%- if cookiecutter.database == "postgresql" %}
+        ("postgresql://postgres@localhost/app", "uses 'postgresql'"),
+        ("sqlite+aiosqlite:///./app.db", "uses 'sqlite+aiosqlite'"),
+        ("postgresql+asyncpg://postgres@localhost", "names no database"),
+{%- else %}
+        ("postgresql+asyncpg://postgres@localhost/app", "uses 'postgresql+asyncpg'"),
+        ("sqlite+aiosqlite://", "names no database"),
+        ("sqlite+aiosqlite:///:memory:", "names no database"),
+{%- endif %}
+    ],
+)
+def test_database_url_is_checked_at_start_up(url: str, complaint: str) -> None:
+    message = _error(DATABASE_URL=url)
+    assert f"DATABASE_URL: {complaint}" in message
+    assert "expected a URL like" in message or "expected one like" in message
+
+
+def test_database_url_secrets_stay_out_of_the_message() -> None:
+    message = _error(DATABASE_URL="mysql+aiomysql://root:hunter2-secret@localhost/app")
+    assert "hunter2-secret" not in message
 
 
 def test_bad_config_stops_the_server_with_one_line() -> None:

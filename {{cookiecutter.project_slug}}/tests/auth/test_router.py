@@ -16,6 +16,7 @@ REGISTER = "/api/v1/auth/register"
 LOGIN = "/api/v1/auth/login"
 REFRESH = "/api/v1/auth/refresh"
 LOGOUT = "/api/v1/auth/logout"
+LOGOUT_ALL = "/api/v1/auth/logout-all"
 ME = "/api/v1/users/me"
 
 
@@ -224,3 +225,33 @@ async def test_logout_revokes_the_session(
 async def test_logout_with_unknown_token_is_401(client: AsyncClient) -> None:
     response = await client.post(LOGOUT, json={"refresh_token": "made-up"})
     assert response.status_code == 401
+
+
+async def test_logout_all_ends_every_login_of_the_user_only(
+    client: AsyncClient, session: AsyncSession, user: User
+) -> None:
+    here, elsewhere = await login(client, user.email), await login(client, user.email)
+    other_user = await create_user(session)
+    bystander = await login(client, other_user.email)
+
+    response = await client.post(
+        LOGOUT_ALL, headers={"Authorization": f"Bearer {here['access_token']}"}
+    )
+    assert response.status_code == 204
+    assert response.content == b""
+
+    live = await session.scalars(
+        select(RefreshToken).where(
+            RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None)
+        )
+    )
+    assert live.all() == []
+    for tokens in (here, elsewhere):
+        me = await client.get(ME, headers={"Authorization": f"Bearer {tokens['access_token']}"})
+        assert me.status_code == 401
+        refreshed = await client.post(REFRESH, json={"refresh_token": tokens["refresh_token"]})
+        assert refreshed.status_code == 401
+    # Another user is untouched, and the user can sign in again.
+    kept = await client.post(REFRESH, json={"refresh_token": bystander["refresh_token"]})
+    assert kept.status_code == 200
+    await login(client, user.email)

@@ -10,7 +10,7 @@ import pytest
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.config import get_settings
+from app.core.config import SECRET_KEY_KID, get_settings
 from app.core.errors import PROBLEM_JSON
 from app.core.security import create_access_token
 from app.users.models import User
@@ -39,7 +39,7 @@ def _claims(user: User, **overrides: object) -> dict[str, object]:
 
 def _sign(claims: dict[str, object], key: str | None = None) -> str:
     secret = key or get_settings().SECRET_KEY.get_secret_value()
-    return jwt.encode(claims, secret, algorithm="HS256")
+    return jwt.encode(claims, secret, algorithm="HS256", headers={"kid": SECRET_KEY_KID})
 
 
 def _unsigned(claims: dict[str, object]) -> str:

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from starlette.routing import BaseRoute
 
 from app.api import api_router, public
+from app.auth.dependencies import get_admin_user
 from app.core.config import Settings
 from app.main import create_app
 
@@ -80,6 +81,10 @@ def _url(route: Any) -> str:
     return re.sub(r"\{[^}]+\}", str(uuid.uuid4()), route.path)
 
 
+def _is_admin_only(route: Any) -> bool:
+    return get_admin_user in _calls(route.dependant)
+
+
 async def test_only_public_routes_answer_without_a_token(client: AsyncClient) -> None:
     """Authenticated by default: anything outside the public router must refuse anonymous calls."""
     checked = set()
@@ -92,6 +97,19 @@ async def test_only_public_routes_answer_without_a_token(client: AsyncClient) ->
             checked.add((method, route.path))
     # A protected route that shares the public /auth prefix is walked too.
     assert ("POST", "/api/v1/auth/logout-all") in checked
+
+
+async def test_every_admin_route_refuses_a_user(
+    client: AsyncClient, user_headers: dict[str, str]
+) -> None:
+    """Found by their dependency on AdminUser, so a new admin route is covered without a test."""
+    admin_routes = [route for route in _api_routes(create_app()) if _is_admin_only(route)]
+    assert len(admin_routes) >= 4  # GET /users, GET, PATCH and DELETE /users/{user_id}
+    for route in admin_routes:
+        for method in route.methods:
+            response = await client.request(method, _url(route), headers=user_headers)
+            assert response.status_code == 403, (method, route.path)
+            assert response.json()["code"] == "admin_required"
 
 
 async def test_lifespan_opens_the_configured_database(migrated_database: str) -> None:
@@ -140,10 +158,12 @@ def test_patch_schemas_document_which_fields_may_not_be_null() -> None:
 
 
 def test_protected_routes_document_401_and_admin_routes_403() -> None:
-    paths = create_app().openapi()["paths"]
-    for path, operations in paths.items():
-        for method, operation in operations.items():
-            if path not in PUBLIC_PATHS:
-                assert "401" in operation["responses"], (method, path)
-            if path.startswith("/api/v1/users") and not path.endswith("/me"):
-                assert "403" in operation["responses"], (method, path)
+    app = create_app()
+    paths = app.openapi()["paths"]
+    for route in _api_routes(app):
+        for method in route.methods:
+            responses = paths[route.path][method.lower()]["responses"]
+            if route.path not in PUBLIC_PATHS:
+                assert "401" in responses, (method, route.path)
+            if _is_admin_only(route):
+                assert "403" in responses, (method, route.path)

@@ -7,6 +7,7 @@ router level. Only what is in `public` can be reached without one.
 from fastapi import APIRouter, Depends
 
 from app.auth.dependencies import get_current_user
+from app.auth.router import protected_router as auth_protected_router
 from app.auth.router import router as auth_router
 from app.core.errors import problem_responses
 from app.health.router import router as health_router
@@ -21,6 +22,7 @@ public.include_router(auth_router, prefix="/auth", tags=["auth"])
 public.include_router(health_router, prefix="/health", tags=["health"])
 
 protected = APIRouter(dependencies=[Depends(get_current_user)], responses=problem_responses(401))
+protected.include_router(auth_protected_router, prefix="/auth", tags=["auth"])
 protected.include_router(users_router, prefix="/users", tags=["users"])
 protected.include_router(users_admin_router, prefix="/users", tags=["users"])
 {%- if cookiecutter.include_example_resource %}

@@ -1,7 +1,9 @@
 """Properties of the whole app, checked by walking its routes."""
 
 import inspect
+import re
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import fastapi.routing
@@ -10,28 +12,37 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import text
+from starlette.routing import BaseRoute
 
+from app.api import api_router, public
+from app.auth.dependencies import get_admin_user
 from app.core.config import Settings
 from app.main import create_app
 
-PUBLIC_PREFIXES = ("/api/v1/auth/", "/api/v1/health/")
 
-
-def _api_routes(app: FastAPI) -> list[Any]:
-    """Every API route as served: full path, methods and the whole dependency tree.
+def _walk(routes: Sequence[BaseRoute]) -> list[Any]:
+    """The API routes under these routes, with their paths as served from there.
 
     Newer FastAPI keeps included routers nested (`iter_route_contexts` walks them, as FastAPI's
-    own OpenAPI generation does); older versions copy every route into `app.routes`.
+    own OpenAPI generation does); older versions copy every route into the including router.
     """
     iter_route_contexts = getattr(fastapi.routing, "iter_route_contexts", None)
     if iter_route_contexts is None:  # pragma: no cover - depends on the FastAPI version
-        routes: list[Any] = [route for route in app.routes if isinstance(route, APIRoute)]
-    else:
-        routes = [
-            context
-            for context in iter_route_contexts(app.routes)
-            if isinstance(context.original_route, APIRoute)
-        ]
+        return [route for route in routes if isinstance(route, APIRoute)]
+    return [
+        context
+        for context in iter_route_contexts(routes)
+        if isinstance(context.original_route, APIRoute)
+    ]
+
+
+# What the explicitly public router serves; everything else must need a token.
+PUBLIC_PATHS = frozenset(api_router.prefix + route.path for route in _walk(public.routes))
+
+
+def _api_routes(app: FastAPI) -> list[Any]:
+    """Every API route as served: full path, methods and the whole dependency tree."""
+    routes = _walk(app.routes)
     operations = [
         (path, method.upper()) for path, item in app.openapi()["paths"].items() for method in item
     ]
@@ -66,17 +77,39 @@ def test_every_route_declares_a_response_model() -> None:
         assert route.response_model is not None, route.path
 
 
+def _url(route: Any) -> str:
+    return re.sub(r"\{[^}]+\}", str(uuid.uuid4()), route.path)
+
+
+def _is_admin_only(route: Any) -> bool:
+    return get_admin_user in _calls(route.dependant)
+
+
 async def test_only_public_routes_answer_without_a_token(client: AsyncClient) -> None:
     """Authenticated by default: anything outside the public router must refuse anonymous calls."""
+    checked = set()
     for route in _api_routes(create_app()):
-        if route.path.startswith(PUBLIC_PREFIXES):
+        if route.path in PUBLIC_PATHS:
             continue
-        path = route.path.replace("{item_id}", str(uuid.uuid4())).replace(
-            "{user_id}", str(uuid.uuid4())
-        )
         for method in route.methods:
-            response = await client.request(method, path)
+            response = await client.request(method, _url(route))
             assert response.status_code == 401, (method, route.path)
+            checked.add((method, route.path))
+    # A protected route that shares the public /auth prefix is walked too.
+    assert ("POST", "/api/v1/auth/logout-all") in checked
+
+
+async def test_every_admin_route_refuses_a_user(
+    client: AsyncClient, user_headers: dict[str, str]
+) -> None:
+    """Found by their dependency on AdminUser, so a new admin route is covered without a test."""
+    admin_routes = [route for route in _api_routes(create_app()) if _is_admin_only(route)]
+    assert len(admin_routes) >= 4  # GET /users, GET, PATCH and DELETE /users/{user_id}
+    for route in admin_routes:
+        for method in route.methods:
+            response = await client.request(method, _url(route), headers=user_headers)
+            assert response.status_code == 403, (method, route.path)
+            assert response.json()["code"] == "admin_required"
 
 
 async def test_lifespan_opens_the_configured_database(migrated_database: str) -> None:
@@ -125,10 +158,12 @@ def test_patch_schemas_document_which_fields_may_not_be_null() -> None:
 
 
 def test_protected_routes_document_401_and_admin_routes_403() -> None:
-    paths = create_app().openapi()["paths"]
-    for path, operations in paths.items():
-        for method, operation in operations.items():
-            if not path.startswith(PUBLIC_PREFIXES):
-                assert "401" in operation["responses"], (method, path)
-            if path.startswith("/api/v1/users") and not path.endswith("/me"):
-                assert "403" in operation["responses"], (method, path)
+    app = create_app()
+    paths = app.openapi()["paths"]
+    for route in _api_routes(app):
+        for method in route.methods:
+            responses = paths[route.path][method.lower()]["responses"]
+            if route.path not in PUBLIC_PATHS:
+                assert "401" in responses, (method, route.path)
+            if _is_admin_only(route):
+                assert "403" in responses, (method, route.path)

@@ -1,8 +1,10 @@
-"""Public routes: registration, login, token refresh and logout."""
+"""Auth routes. `router` is public: registration, login, token refresh and logout.
+`protected_router` needs a signed-in user (app/api.py mounts it on the protected router)."""
 
 from fastapi import APIRouter, status
 
 from app.auth import service
+from app.auth.dependencies import CurrentUser
 from app.auth.schemas import LoginFormDep, RefreshRequest, TokenPair
 from app.core.errors import problem_responses
 from app.db.session import SessionDep
@@ -10,6 +12,7 @@ from app.users import service as users_service
 from app.users.schemas import UserCreate, UserRead
 
 router = APIRouter()
+protected_router = APIRouter()
 
 
 @router.post(
@@ -46,3 +49,14 @@ async def refresh(session: SessionDep, data: RefreshRequest) -> TokenPair:
 async def logout(session: SessionDep, data: RefreshRequest) -> None:
     """Revoke the login this refresh token belongs to."""
     await service.revoke_session(session, refresh_token=data.refresh_token)
+
+
+@protected_router.post(
+    "/logout-all",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_model=None,
+    responses=problem_responses(401),
+)
+async def logout_all(session: SessionDep, user: CurrentUser) -> None:
+    """Sign out everywhere: every access and refresh token issued so far stops working."""
+    await service.revoke_all_sessions(session, user=user)

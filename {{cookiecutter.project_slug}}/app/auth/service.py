@@ -1,4 +1,4 @@
-"""Login, refresh-token rotation with reuse detection, and logout."""
+"""Login, refresh-token rotation with reuse detection, and logout (one login or all)."""
 
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -99,3 +99,14 @@ async def revoke_session(session: AsyncSession, *, refresh_token: str) -> None:
     """Log out: every token of this login stops working. Repeating it is harmless."""
     stored = await _find(session, refresh_token)
     await _revoke_family(session, stored.family_id)
+
+
+async def revoke_all_sessions(session: AsyncSession, *, user: User) -> None:
+    """Log out everywhere: every access and refresh token of the user stops working."""
+    user.token_version += 1
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
+    await session.flush()

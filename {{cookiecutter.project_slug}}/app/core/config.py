@@ -1,6 +1,7 @@
 """Application settings, read once from the environment and `.env`."""
 
 import json
+import re
 import sys
 from enum import StrEnum
 from functools import lru_cache
@@ -33,6 +34,9 @@ DEFAULT_DATABASE_URL = f"sqlite+aiosqlite:///{PROJECT_DIR / 'app.db'}"
 # A value nobody should deploy: allowed locally, refused in production.
 DEFAULT_SECRET_KEY = "insecure-local-secret-change-me"
 MIN_SECRET_BYTES = 32
+# The key id that access tokens signed with SECRET_KEY carry, when JWT_KEYS is not set.
+SECRET_KEY_KID = "main"
+_KID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class Environment(StrEnum):
@@ -70,6 +74,11 @@ class Settings(BaseSettings):
 {%- endif %}
 
     SECRET_KEY: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+    # The keyring that signs and verifies access tokens, each token naming its key in the `kid`
+    # header: `kid:secret` pairs, comma-separated. Empty: SECRET_KEY alone, as kid "main".
+    # JWT_ACTIVE_KID picks the key that signs; the others still verify (key rotation).
+    JWT_KEYS: Annotated[dict[str, SecretStr], NoDecode] = {}
+    JWT_ACTIVE_KID: str | None = None
     JWT_ALGORITHM: str = "HS256"
     JWT_ISSUER: str = PROJECT_SLUG
     JWT_AUDIENCE: str = f"{PROJECT_SLUG}-api"
@@ -93,6 +102,16 @@ class Settings(BaseSettings):
     @property
     def project_description(self) -> str:
         return PROJECT_DESCRIPTION
+
+    @property
+    def jwt_keys(self) -> dict[str, SecretStr]:
+        """Every key an access token may be signed with, by key id."""
+        return dict(self.JWT_KEYS) or {SECRET_KEY_KID: self.SECRET_KEY}
+
+    @property
+    def jwt_signing_kid(self) -> str:
+        """The id of the key that signs new access tokens."""
+        return self.JWT_ACTIVE_KID or next(iter(self.jwt_keys))
 
     @property
     def docs_enabled(self) -> bool:
@@ -131,6 +150,35 @@ class Settings(BaseSettings):
             raise ValueError("must be one of HS256, HS384, HS512")
         return algorithm
 
+    @field_validator("JWT_KEYS", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: object) -> object:
+        """`kid:secret,kid:secret`. Errors name the entry, never its text (it holds a secret)."""
+        if not isinstance(value, str):
+            return value
+        keys: dict[str, str] = {}
+        entries = [entry.strip() for entry in value.split(",")] if value.strip() else []
+        for number, entry in enumerate(entries, start=1):
+            kid, colon, secret = (part.strip() for part in entry.partition(":"))
+            if not colon:
+                raise ValueError(f"entry {number} is not a kid:secret pair")
+            if kid in keys:
+                raise ValueError(f"key id {kid!r} appears twice")
+            keys[kid] = secret
+        return keys
+
+    @field_validator("JWT_KEYS")
+    @classmethod
+    def _check_keys(cls, keys: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for number, (kid, secret) in enumerate(keys.items(), start=1):
+            if not _KID.fullmatch(kid):
+                raise ValueError(
+                    f"entry {number}: a key id is 1 to 64 letters, digits, '.', '_' or '-'"
+                )
+            if not secret.get_secret_value():
+                raise ValueError(f"key {kid!r} is empty")
+        return keys
+
     @field_validator("DATABASE_URL")
     @classmethod
     def _check_database_url(cls, url: str) -> str:
@@ -151,6 +199,15 @@ class Settings(BaseSettings):
         return url
 
     @model_validator(mode="after")
+    def _check_active_kid(self) -> Self:
+        known = ", ".join(self.jwt_keys)
+        if self.JWT_ACTIVE_KID is None and len(self.jwt_keys) > 1:
+            raise ValueError(f"JWT_ACTIVE_KID must name the signing key, one of: {known}")
+        if self.JWT_ACTIVE_KID is not None and self.JWT_ACTIVE_KID not in self.jwt_keys:
+            raise ValueError(f"JWT_ACTIVE_KID is not a key id of the keyring ({known})")
+        return self
+
+    @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Self:
         if self.ENVIRONMENT is not Environment.PRODUCTION:
             return self
@@ -159,6 +216,11 @@ class Settings(BaseSettings):
             raise ValueError("SECRET_KEY must be set in production")
         if len(secret.encode()) < MIN_SECRET_BYTES:
             raise ValueError(f"SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes in production")
+        for kid, key in self.JWT_KEYS.items():
+            if len(key.get_secret_value().encode()) < MIN_SECRET_BYTES:
+                raise ValueError(
+                    f"JWT_KEYS key {kid!r} must be at least {MIN_SECRET_BYTES} bytes in production"
+                )
         if "*" in self.CORS_ORIGINS:
             raise ValueError("CORS_ORIGINS may not contain '*' in production")
         return self

@@ -5,8 +5,10 @@ verify and are replaced by Argon2id at the next successful login. Hashing is CPU
 runs in a worker thread and never blocks the event loop.
 
 Access tokens: short-lived JWTs (PyJWT), algorithm pinned, with `exp`, `iat`, `nbf`, `iss`,
-`aud`, `sub`, `jti` and `type` all required. Refresh tokens are opaque random strings; only
-their SHA-256 digest is stored (see app/auth/service.py).
+`aud`, `sub`, `jti`, `type` and `ver` all required. Each names its signing key in the `kid`
+header and is checked with that key of the keyring (settings.jwt_keys), so a new key can sign
+while tokens signed with the old one still verify, until it is removed. Refresh tokens are
+opaque random strings; only their SHA-256 digest is stored (see app/auth/service.py).
 """
 
 import hashlib
@@ -20,6 +22,7 @@ import jwt
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
+from pydantic import SecretStr
 from starlette.concurrency import run_in_threadpool
 
 from app.core.config import get_settings
@@ -113,10 +116,23 @@ def create_access_token(
         "jti": uuid.uuid4().hex,
         "ver": version,
     }
+    kid = settings.jwt_signing_kid
     token = jwt.encode(
-        claims, settings.SECRET_KEY.get_secret_value(), algorithm=settings.JWT_ALGORITHM
+        claims,
+        settings.jwt_keys[kid].get_secret_value(),
+        algorithm=settings.JWT_ALGORITHM,
+        headers={"kid": kid},
     )
     return token, int(lifetime.total_seconds())
+
+
+def _verification_key(token: str, keys: dict[str, SecretStr]) -> str:
+    """The key the token names in its `kid` header; a missing or unknown kid is refused."""
+    kid = jwt.get_unverified_header(token).get("kid")
+    key = keys.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise InvalidTokenError("unknown key id")
+    return key.get_secret_value()
 
 
 def decode_access_token(token: str) -> AccessClaims:
@@ -124,7 +140,7 @@ def decode_access_token(token: str) -> AccessClaims:
     try:
         claims = jwt.decode(
             token,
-            settings.SECRET_KEY.get_secret_value(),
+            _verification_key(token, settings.jwt_keys),
             algorithms=[settings.JWT_ALGORITHM],
             audience=settings.JWT_AUDIENCE,
             issuer=settings.JWT_ISSUER,

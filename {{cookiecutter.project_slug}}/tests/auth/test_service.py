@@ -70,3 +70,19 @@ async def test_reuse_raises_an_error_that_keeps_the_revocation(
 async def test_revoke_session_with_unknown_token_raises(session: AsyncSession) -> None:
     with pytest.raises(InvalidRefreshToken):
         await service.revoke_session(session, refresh_token="unknown")
+
+
+async def test_revoke_all_sessions_bumps_the_version_and_revokes_every_token(
+    session: AsyncSession, user: User
+) -> None:
+    version = user.token_version
+    for _ in range(2):
+        await service.issue_tokens(session, user=user)
+    await service.revoke_all_sessions(session, user=user)
+    assert user.token_version == version + 1
+    live = await session.scalar(
+        select(func.count())
+        .select_from(RefreshToken)
+        .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+    )
+    assert live == 0

@@ -6,7 +6,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from app.core.config import DEFAULT_SECRET_KEY, PROJECT_DIR, Settings, describe_error
+from app.core.config import (
+    DEFAULT_SECRET_KEY,
+    PROJECT_DIR,
+    SECRET_KEY_KID,
+    Settings,
+    describe_error,
+)
 
 STRONG_SECRET = "s" * 32
 
@@ -111,6 +117,92 @@ def test_database_url_is_checked_at_start_up(url: str, complaint: str) -> None:
 def test_database_url_secrets_stay_out_of_the_message() -> None:
     message = _error(DATABASE_URL="mysql+aiomysql://root:hunter2-secret@localhost/app")
     assert "hunter2-secret" not in message
+
+
+def test_the_keyring_is_secret_key_alone_by_default() -> None:
+    settings = _settings(SECRET_KEY=STRONG_SECRET)
+    assert settings.jwt_signing_kid == SECRET_KEY_KID
+    assert {kid: key.get_secret_value() for kid, key in settings.jwt_keys.items()} == {
+        SECRET_KEY_KID: STRONG_SECRET
+    }
+
+
+def test_jwt_keys_replace_secret_key_and_the_active_kid_signs() -> None:
+    settings = _settings(
+        JWT_KEYS=" old : o-secret , new:n-secret:with-colon ", JWT_ACTIVE_KID="new"
+    )
+    keys = {kid: key.get_secret_value() for kid, key in settings.jwt_keys.items()}
+    assert keys == {"old": "o-secret", "new": "n-secret:with-colon"}
+    assert settings.jwt_signing_kid == "new"
+    assert "o-secret" not in repr(settings)
+
+
+def test_a_single_jwt_key_signs_without_naming_it() -> None:
+    assert _settings(JWT_KEYS="only:o-secret").jwt_signing_kid == "only"
+    assert _settings(JWT_KEYS="").jwt_signing_kid == SECRET_KEY_KID
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        ({"JWT_KEYS": "hunter2-secret"}, "JWT_KEYS: entry 1 is not a kid:secret pair"),
+        ({"JWT_KEYS": "a:hunter2,b"}, "JWT_KEYS: entry 2 is not a kid:secret pair"),
+        ({"JWT_KEYS": "a:hunter2,a:hunter3"}, "JWT_KEYS: key id 'a' appears twice"),
+        (
+            {"JWT_KEYS": "a b:hunter2"},
+            "JWT_KEYS: entry 1: a key id is 1 to 64 letters, digits, '.', '_' or '-'",
+        ),
+        (
+            {"JWT_KEYS": ":hunter2"},
+            "JWT_KEYS: entry 1: a key id is 1 to 64 letters, digits, '.', '_' or '-'",
+        ),
+        ({"JWT_KEYS": "a:hunter2,b: "}, "JWT_KEYS: key 'b' is empty"),
+        (
+            {"JWT_KEYS": "a:hunter2,b:hunter3"},
+            "JWT_ACTIVE_KID must name the signing key, one of: a, b",
+        ),
+        (
+            {"JWT_KEYS": "a:hunter2", "JWT_ACTIVE_KID": "c"},
+            "JWT_ACTIVE_KID is not a key id of the keyring (a)",
+        ),
+        ({"JWT_ACTIVE_KID": "c"}, "JWT_ACTIVE_KID is not a key id of the keyring (main)"),
+    ],
+    ids=[
+        "no-colon",
+        "second-entry",
+        "duplicate",
+        "bad-kid",
+        "empty-kid",
+        "empty-key",
+        "no-active",
+        "unknown-active",
+        "unknown-active-single",
+    ],
+)
+def test_a_bad_keyring_is_named_without_its_secrets(values: dict[str, str], reason: str) -> None:
+    message = _error(**values)
+    assert message == f"invalid configuration: {reason}"
+    assert "hunter" not in message
+
+
+def test_production_refuses_a_short_jwt_key() -> None:
+    message = _error(
+        ENVIRONMENT="production",
+        SECRET_KEY=STRONG_SECRET,
+        JWT_KEYS=f"old:{STRONG_SECRET},new:{'n' * 31}",
+        JWT_ACTIVE_KID="new",
+    )
+    assert (
+        message
+        == "invalid configuration: JWT_KEYS key 'new' must be at least 32 bytes in production"
+    )
+    strong = _settings(
+        ENVIRONMENT="production",
+        SECRET_KEY=STRONG_SECRET,
+        JWT_KEYS=f"old:{STRONG_SECRET},new:{'n' * 32}",
+        JWT_ACTIVE_KID="new",
+    )
+    assert strong.jwt_signing_kid == "new"
 
 
 def test_bad_config_stops_the_server_with_one_line() -> None:

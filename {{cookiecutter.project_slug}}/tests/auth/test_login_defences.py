@@ -1,0 +1,129 @@
+"""Login defences: nothing tells an unknown email from a wrong password, and an oversized
+password is refused before any hashing."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import argon2
+import pytest
+from httpx import AsyncClient
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import PROBLEM_JSON
+from app.core.security import hash_password
+from app.users.models import User
+from app.users.schemas import PASSWORD_MAX_LENGTH
+from tests.factories import DEFAULT_PASSWORD, create_user
+
+REGISTER = "/api/v1/auth/register"
+LOGIN = "/api/v1/auth/login"
+ME = "/api/v1/users/me"
+
+
+@dataclass
+class Argon2Calls:
+    """Every Argon2 hash and verify the app ran, with the hash each verify checked against."""
+
+    hashes: int = 0
+    verified: list[str] = field(default_factory=list)
+
+    def reset(self) -> None:
+        self.hashes = 0
+        self.verified.clear()
+
+
+@pytest.fixture
+def argon2_calls(monkeypatch: pytest.MonkeyPatch) -> Argon2Calls:
+    """Counts calls into argon2-cffi, the library that does the work; each call still runs."""
+    calls = Argon2Calls()
+    real_hash, real_verify = argon2.PasswordHasher.hash, argon2.PasswordHasher.verify
+
+    def counted_hash(self: argon2.PasswordHasher, *args: Any, **kwargs: Any) -> str:
+        calls.hashes += 1
+        return real_hash(self, *args, **kwargs)
+
+    def counted_verify(self: argon2.PasswordHasher, hash: str | bytes, password: Any) -> bool:
+        calls.verified.append(hash if isinstance(hash, str) else hash.decode())
+        return real_verify(self, hash, password)
+
+    monkeypatch.setattr(argon2.PasswordHasher, "hash", counted_hash)
+    monkeypatch.setattr(argon2.PasswordHasher, "verify", counted_verify)
+    return calls
+
+
+async def test_every_failed_login_costs_one_verify_at_the_same_cost(
+    client: AsyncClient, session: AsyncSession, user: User, argon2_calls: Argon2Calls
+) -> None:
+    """Unknown email, wrong password and inactive account each run exactly one Argon2 verify,
+    against a real hash with the very parameters of a real user's hash, and hash nothing.
+
+    Same operation, same parameters, same count means the same work, and this holds on every
+    run. A wall-clock comparison would measure the same thing through scheduler and cache
+    noise, and could flake on a busy machine, so it is not used.
+    """
+    inactive = await create_user(session, is_active=False)
+    attempts = {
+        "unknown email": ("nobody@example.com", DEFAULT_PASSWORD),
+        "wrong password": (user.email, "not the password at all"),
+        "inactive account": (inactive.email, DEFAULT_PASSWORD),
+    }
+    # The decoy hash for unknown emails is made once per process; make it before counting.
+    await client.post(LOGIN, data={"username": "warm-up@example.com", "password": "x"})
+    reference = argon2.extract_parameters(await hash_password("any password"))
+
+    bodies = {}
+    for name, (email, password) in attempts.items():
+        argon2_calls.reset()
+        response = await client.post(LOGIN, data={"username": email, "password": password})
+        assert response.status_code == 401, name
+        bodies[name] = (response.json(), response.headers["www-authenticate"])
+        assert len(argon2_calls.verified) == 1, name
+        assert argon2_calls.hashes == 0, name
+        assert argon2.extract_parameters(argon2_calls.verified[0]) == reference, name
+
+    assert len({repr(body) for body in bodies.values()}) == 1
+    assert bodies["unknown email"][0]["code"] == "invalid_credentials"
+
+
+async def test_a_successful_login_also_costs_one_verify(
+    client: AsyncClient, user: User, argon2_calls: Argon2Calls
+) -> None:
+    """The baseline the failures are compared with."""
+    argon2_calls.reset()
+    response = await client.post(LOGIN, data={"username": user.email, "password": DEFAULT_PASSWORD})
+    assert response.status_code == 200
+    assert argon2_calls.verified == [user.password_hash]
+
+
+@pytest.mark.parametrize("length", [PASSWORD_MAX_LENGTH + 1, 10_000])
+@pytest.mark.parametrize("where", ["register", "login", "change-new", "change-current"])
+async def test_an_oversized_password_is_422_and_never_hashed(
+    client: AsyncClient,
+    user_headers: dict[str, str],
+    argon2_calls: Argon2Calls,
+    where: str,
+    length: int,
+) -> None:
+    long = "p" * length
+    argon2_calls.reset()
+    if where == "register":
+        response = await client.post(REGISTER, json={"email": "a@example.com", "password": long})
+    elif where == "login":
+        response = await client.post(LOGIN, data={"username": "a@example.com", "password": long})
+    else:
+        change = {"password": "a new password", "current_password": DEFAULT_PASSWORD}
+        change["password" if where == "change-new" else "current_password"] = long
+        response = await client.patch(ME, headers=user_headers, json=change)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert long not in response.text
+    assert argon2_calls.hashes == 0
+    assert argon2_calls.verified == []
+
+
+async def test_a_password_of_the_maximum_length_works(client: AsyncClient) -> None:
+    longest = "p" * PASSWORD_MAX_LENGTH
+    registered = await client.post(REGISTER, json={"email": "max@example.com", "password": longest})
+    assert registered.status_code == 201
+    logged_in = await client.post(LOGIN, data={"username": "max@example.com", "password": longest})
+    assert logged_in.status_code == 200

@@ -163,6 +163,7 @@ CHECKS: Mapping[str, Callable[[object], str | None]] = {
     "author_email": check_author_email,
     "python_version": check_python_version,
     "include_example_resource": check_boolean("include_example_resource"),
+    "use_redis": check_boolean("use_redis"),
     "run_tests": check_boolean("run_tests"),
 }
 

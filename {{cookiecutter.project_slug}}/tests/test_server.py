@@ -1,10 +1,6 @@
 """The real thing: `app.main:app` served by uvicorn on a loopback port, as `make run` does."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,15 +9,10 @@ import httpx
 import pytest
 from alembic import command
 
-from app.core.config import PROJECT_DIR
 from tests.conftest import alembic_config
+from tests.servers import serve
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+BODY_LIMIT = 4096
 
 
 @pytest.fixture(scope="module")
@@ -29,40 +20,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     database = tmp_path_factory.mktemp("server") / "server.db"
     url = f"sqlite+aiosqlite:///{database}"
     command.upgrade(alembic_config(url), "head")
-    port = _free_port()
     log_path = database.with_suffix(".log")
-    env = {**os.environ, "DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "app.main:app",
-                "--port",
-                str(port),
-                "--no-access-log",
-            ],
-            cwd=PROJECT_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base_url}/api/v1/health/live", timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"uvicorn did not start:\n{log_path.read_text()}")
-                time.sleep(0.1)
+    env = {"DATABASE_URL": url, "MAX_REQUEST_BODY_BYTES": str(BODY_LIMIT)}
+    with serve(log_path, env) as base_url:
         yield base_url, log_path
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_served_app_registers_logs_in_and_logs_as_json(server: tuple[str, Path]) -> None:
@@ -103,3 +64,26 @@ def test_served_app_registers_logs_in_and_logs_as_json(server: tuple[str, Path])
     text = log_path.read_text()
     assert "long enough" not in text
     assert tokens["access_token"] not in text
+
+
+def _chunks(count: int, size: int = 1024) -> Iterator[bytes]:
+    for _ in range(count):
+        yield b"x" * size
+
+
+def test_served_app_refuses_large_bodies_chunked_or_not(server: tuple[str, Path]) -> None:
+    base_url, _ = server
+    url = f"{base_url}/api/v1/auth/register"
+    headers = {"Content-Type": "application/json"}
+    with httpx.Client() as client:
+        chunked = client.post(url, content=_chunks(8), headers=headers)
+        sized = client.post(url, content=b"x" * (BODY_LIMIT + 1), headers=headers)
+        fits = client.post(url, content=_chunks(2), headers=headers)
+    assert "content-length" not in chunked.request.headers
+    assert chunked.request.headers["transfer-encoding"] == "chunked"
+    for response in (chunked, sized):
+        assert response.status_code == 413
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["code"] == "payload_too_large"
+        assert response.headers["x-content-type-options"] == "nosniff"
+    assert fits.status_code == 422  # read in full, and not JSON

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from app.core.config import DEFAULT_SECRET_KEY, PROJECT_DIR, Settings, describe_error
 
 STRONG_SECRET = "s" * 32
+PRODUCTION = {"ENVIRONMENT": "production", "SECRET_KEY": STRONG_SECRET, "ALLOWED_HOSTS": "api.test"}
 
 
 def _settings(**values: Any) -> Settings:
@@ -43,16 +44,14 @@ def test_production_refuses_a_weak_secret(secret: str, reason: str) -> None:
 
 
 def test_production_refuses_wildcard_cors() -> None:
-    message = _error(ENVIRONMENT="production", SECRET_KEY=STRONG_SECRET, CORS_ORIGINS="*")
+    message = _error(**PRODUCTION, CORS_ORIGINS="*")
     assert "CORS_ORIGINS" in message
 
 
 def test_production_with_a_strong_secret_starts_without_docs() -> None:
-    settings = _settings(ENVIRONMENT="production", SECRET_KEY=STRONG_SECRET)
+    settings = _settings(**PRODUCTION)
     assert settings.docs_enabled is False
-    assert _settings(
-        ENVIRONMENT="production", SECRET_KEY=STRONG_SECRET, DOCS_ENABLED=True
-    ).docs_enabled
+    assert _settings(**PRODUCTION, DOCS_ENABLED=True).docs_enabled
 
 
 def test_cors_origins_accept_a_comma_separated_list() -> None:
@@ -70,12 +69,40 @@ def test_cors_origins_accept_a_comma_separated_list() -> None:
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
         ({"JWT_ALGORITHM": "none"}, "JWT_ALGORITHM"),
         ({"DATABASE_URL": "sqlite:///sync.db"}, "DATABASE_URL"),
+        ({"RATE_LIMIT_DEFAULT": "lots"}, "RATE_LIMIT_DEFAULT"),
+        ({"RATE_LIMIT_LOGIN": "0/minute"}, "RATE_LIMIT_LOGIN"),
+        ({"RATE_LIMIT_LOGIN_USERNAME": ""}, "RATE_LIMIT_LOGIN_USERNAME"),
+        ({"RATE_LIMIT_REGISTER": "5/fortnight"}, "RATE_LIMIT_REGISTER"),
+        ({"TRUSTED_PROXIES": "10.0.0.0/8, proxy.internal"}, "TRUSTED_PROXIES"),
+        ({"TRUSTED_PROXIES": "10.0.0.1/8"}, "TRUSTED_PROXIES"),
+        ({"ALLOWED_HOSTS": "https://api.example.com"}, "ALLOWED_HOSTS"),
+        ({"ALLOWED_HOSTS": "api.*.com"}, "ALLOWED_HOSTS"),
+        ({"MAX_REQUEST_BODY_BYTES": 10}, "MAX_REQUEST_BODY_BYTES"),
     ],
 )
 def test_bad_values_are_named(values: dict[str, Any], field: str) -> None:
     message = _error(**values)
     assert message.startswith("invalid configuration: ")
     assert field in message
+
+
+def test_rate_limits_hardening_lists_and_production_hosts() -> None:
+    settings = _settings(
+        RATE_LIMIT_LOGIN="5 per minute;50/day",
+        TRUSTED_PROXIES="10.0.0.0/8, 192.0.2.7, ::1",
+        ALLOWED_HOSTS="API.example.com, *.example.org",
+    )
+    assert [str(network) for network in settings.TRUSTED_PROXIES] == [
+        "10.0.0.0/8",
+        "192.0.2.7/32",
+        "::1/128",
+    ]
+    assert settings.ALLOWED_HOSTS == ["api.example.com", "*.example.org"]
+    message = _error(ENVIRONMENT="production", SECRET_KEY=STRONG_SECRET)
+    assert message == (
+        "invalid configuration: ALLOWED_HOSTS must list the API's host names in production"
+    )
+    assert "'lots' is not a rate limit such as '5/minute'" in _error(RATE_LIMIT_DEFAULT="lots")
 
 
 def test_bad_config_stops_the_server_with_one_line() -> None:

@@ -37,6 +37,8 @@ ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
 
 # Folders that belong to the optional example resource.
 EXAMPLE_RESOURCE_DIRS = ("app/items", "tests/items")
+# Files that exist only for Redis-backed rate limits (use_redis).
+REDIS_FILES = ("tests/core/test_rate_limit_redis.py",)
 SKIP_INSTALL_VARIABLE = "FASTAPI_TEMPLATE_SKIP_INSTALL"
 INSTALLER_VARIABLE = "FASTAPI_TEMPLATE_INSTALLER"
 # ``pip install --group`` (PEP 735 dependency groups) needs pip 25.1 or later.
@@ -101,6 +103,12 @@ def remove_example_resource(project_dir: Path) -> None:
         folder = project_dir / relative
         if folder.is_dir():
             shutil.rmtree(folder)
+
+
+def remove_redis(project_dir: Path) -> None:
+    """Delete the files that only Redis-backed rate limits need; missing files are fine."""
+    for relative in REDIS_FILES:
+        (project_dir / relative).unlink(missing_ok=True)
 
 
 def write_env_file(project_dir: Path) -> bool:
@@ -410,6 +418,8 @@ def main(raw_answers: str) -> int:
 
     if not as_bool(answers.get("include_example_resource", True)):
         remove_example_resource(project_dir)
+    if not as_bool(answers.get("use_redis", False)):
+        remove_redis(project_dir)
     if write_env_file(project_dir):
         say("Wrote .env with a fresh SECRET_KEY (git-ignored; keep it private).")
 

@@ -40,6 +40,7 @@ VALID_ANSWERS: dict[str, Any] = {
     "author_email": "you@example.com",
     "python_version": LOCAL_PYTHON,
     "include_example_resource": True,
+    "use_redis": False,
     "run_tests": True,
 }
 # Quotes, backslashes, Jinja, shell, and longer than a line of code may be.
@@ -50,6 +51,8 @@ HOSTILE_NAME = (
 
 # The folders the post-gen hook deletes when include_example_resource is off.
 EXAMPLE_RESOURCE_DIRS = ("app/items", "tests/items")
+# The files it deletes when use_redis is off.
+REDIS_FILES = ("tests/core/test_rate_limit_redis.py",)
 
 # Files that running, installing or testing a project creates; they belong to
 # no template option, so the file-set comparison leaves them out.
@@ -242,6 +245,7 @@ def expected_files(context: Mapping[str, Any]) -> set[str]:
     """
     environment = create_env_with_context(dict(context))
     include_example = context["cookiecutter"]["include_example_resource"]
+    use_redis = context["cookiecutter"].get("use_redis", False)
     expected: set[str] = set()
     for root, _dirs, files in os.walk(PROJECT_TEMPLATE_DIR):
         for name in files:
@@ -257,6 +261,8 @@ def expected_files(context: Mapping[str, Any]) -> set[str]:
             if not include_example and any(
                 relative.is_relative_to(folder) for folder in EXAMPLE_RESOURCE_DIRS
             ):
+                continue
+            if not use_redis and relative.as_posix() in REDIS_FILES:
                 continue
             expected.add(relative.as_posix())
     return expected

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import tomllib
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import ClassVar
 
@@ -163,7 +165,7 @@ class TestHostileProjectName(BakeChecks):
 
     slug = "robert_service"
     # project_name, project_slug, then the defaults for every other question.
-    answers = (HOSTILE_NAME, "robert_service", "", "", "", "", "", "")
+    answers = (HOSTILE_NAME, "robert_service", "", "", "", "", "", "", "")
     allowed_literals = ("{{ x }}",)
 
     def test_name_is_in_the_readme(self, project: Path) -> None:
@@ -181,3 +183,53 @@ class TestHostileProjectName(BakeChecks):
         found = [place / "pwned" for place in places if (place / "pwned").exists()]
         found += list(baked.output_dir.parent.rglob("pwned"))
         assert found == []
+
+
+def redis_reachable(host: str = "127.0.0.1", port: int = 6379) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.mark.bake
+class TestWithRedis(BakeChecks):
+    """Rate limits in Redis: the generated suite runs its Redis tests against the local server."""
+
+    extra_context: ClassVar[dict[str, str]] = {"use_redis": "yes"}
+
+    def test_redis_is_a_dependency(self, project: Path) -> None:
+        config = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+        dependencies = config["project"]["dependencies"]
+        assert any(dep.startswith("limits[async-redis]>=") for dep in dependencies)
+
+    def test_redis_tests_ran_and_none_was_skipped(
+        self, baked: Bake, project: Path, tmp_path: Path
+    ) -> None:
+        """Where Redis answers, the baked suite must not have skipped a Redis test."""
+        if not redis_reachable():
+            pytest.skip("Redis is not reachable at 127.0.0.1:6379")
+        summary = pytest_summary(baked.output)
+        assert summary is not None, baked.describe()
+        assert "skipped" not in summary, summary
+        report = tmp_path / "redis-junit.xml"
+        result = run_in_project(
+            project,
+            [
+                venv_bin(project, "python"),
+                "-m",
+                "pytest",
+                "tests/core/test_rate_limit_redis.py",
+                "--no-cov",
+                "-p",
+                "no:cacheprovider",
+                f"--junitxml={report}",
+            ],
+        )
+        assert result.returncode == 0, result.stdout
+        cases = ET.parse(report).getroot().iter("testcase")
+        outcomes = {case.get("name"): [child.tag for child in case] for case in cases}
+        assert len(outcomes) >= 4, outcomes
+        assert all(tags == [] for tags in outcomes.values()), outcomes  # no skip, no failure

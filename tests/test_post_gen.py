@@ -129,6 +129,22 @@ def test_example_resource_can_be_left_out(tmp_path: Path) -> None:
     assert unrendered_markers(project) == []
 
 
+@pytest.mark.parametrize("use_redis", ["yes", "no"])
+def test_redis_files_and_dependency_follow_use_redis(tmp_path: Path, use_redis: str) -> None:
+    result = bake(tmp_path, {"run_tests": "no", "use_redis": use_redis})
+    assert result.returncode == 0, result.describe()
+    project = result.project_dir
+    redis_tests = project / "tests" / "core" / "test_rate_limit_redis.py"
+    pyproject = (project / "pyproject.toml").read_text(encoding="utf-8")
+    config = (project / "app" / "core" / "config.py").read_text(encoding="utf-8")
+    assert redis_tests.is_file() is (use_redis == "yes")
+    assert ('"limits[async-redis]>=' in pyproject) is (use_redis == "yes")
+    assert ("REDIS_URL" in config) is (use_redis == "yes")
+    assert '"limits' in pyproject
+    assert_same_files(result)
+    assert unrendered_markers(project) == []
+
+
 def test_missing_python_is_a_warning_not_a_failure(tmp_path: Path) -> None:
     missing = "3.13" if LOCAL_PYTHON != "3.13" else "3.12"
     nowhere = tmp_path / "empty"

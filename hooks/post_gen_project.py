@@ -39,6 +39,8 @@ ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
 EXAMPLE_RESOURCE_DIRS = ("app/items", "tests/items")
 # Files that only a PostgreSQL project has (SQLite is embedded: there is no server to lose).
 POSTGRESQL_ONLY_FILES = ("tests/test_outage.py",)
+# Files that exist only for Redis-backed rate limits (use_redis).
+REDIS_FILES = ("tests/core/test_rate_limit_redis.py",)
 SKIP_INSTALL_VARIABLE = "FASTAPI_TEMPLATE_SKIP_INSTALL"
 INSTALLER_VARIABLE = "FASTAPI_TEMPLATE_INSTALLER"
 # ``pip install --group`` (PEP 735 dependency groups) needs pip 25.1 or later.
@@ -108,6 +110,12 @@ def remove_example_resource(project_dir: Path) -> None:
 def remove_postgresql_only(project_dir: Path) -> None:
     """Delete the PostgreSQL-only files; missing files are fine."""
     for relative in POSTGRESQL_ONLY_FILES:
+        (project_dir / relative).unlink(missing_ok=True)
+
+
+def remove_redis(project_dir: Path) -> None:
+    """Delete the files that only Redis-backed rate limits need; missing files are fine."""
+    for relative in REDIS_FILES:
         (project_dir / relative).unlink(missing_ok=True)
 
 
@@ -420,6 +428,8 @@ def main(raw_answers: str) -> int:
         remove_example_resource(project_dir)
     if answers.get("database", "sqlite") != "postgresql":
         remove_postgresql_only(project_dir)
+    if not as_bool(answers.get("use_redis", False)):
+        remove_redis(project_dir)
     if write_env_file(project_dir):
         say("Wrote .env with a fresh SECRET_KEY (git-ignored; keep it private).")
 

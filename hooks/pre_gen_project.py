@@ -172,6 +172,7 @@ CHECKS: Mapping[str, Callable[[object], str | None]] = {
     "python_version": check_python_version,
     "include_example_resource": check_boolean("include_example_resource"),
     "database": check_database,
+    "use_redis": check_boolean("use_redis"),
     "run_tests": check_boolean("run_tests"),
 }
 

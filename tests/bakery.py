@@ -40,6 +40,8 @@ VALID_ANSWERS: dict[str, Any] = {
     "author_email": "you@example.com",
     "python_version": LOCAL_PYTHON,
     "include_example_resource": True,
+    "database": "sqlite",
+    "use_redis": False,
     "run_tests": True,
 }
 # Quotes, backslashes, Jinja, shell, and longer than a line of code may be.
@@ -50,6 +52,10 @@ HOSTILE_NAME = (
 
 # The folders the post-gen hook deletes when include_example_resource is off.
 EXAMPLE_RESOURCE_DIRS = ("app/items", "tests/items")
+# The files it deletes when use_redis is off.
+REDIS_FILES = ("tests/core/test_rate_limit_redis.py",)
+# The files it deletes unless the database is PostgreSQL.
+POSTGRESQL_ONLY_FILES = ("tests/test_outage.py",)
 
 # Files that running, installing or testing a project creates; they belong to
 # no template option, so the file-set comparison leaves them out.
@@ -242,6 +248,8 @@ def expected_files(context: Mapping[str, Any]) -> set[str]:
     """
     environment = create_env_with_context(dict(context))
     include_example = context["cookiecutter"]["include_example_resource"]
+    use_redis = context["cookiecutter"].get("use_redis", False)
+    postgresql = context["cookiecutter"].get("database") == "postgresql"
     expected: set[str] = set()
     for root, _dirs, files in os.walk(PROJECT_TEMPLATE_DIR):
         for name in files:
@@ -257,6 +265,10 @@ def expected_files(context: Mapping[str, Any]) -> set[str]:
             if not include_example and any(
                 relative.is_relative_to(folder) for folder in EXAMPLE_RESOURCE_DIRS
             ):
+                continue
+            if not use_redis and relative.as_posix() in REDIS_FILES:
+                continue
+            if not postgresql and relative.as_posix() in POSTGRESQL_ONLY_FILES:
                 continue
             expected.add(relative.as_posix())
     return expected

@@ -8,7 +8,9 @@ xdist worker and no variant is baked twice.
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 import tomllib
 from pathlib import Path
 from typing import ClassVar
@@ -163,7 +165,7 @@ class TestHostileProjectName(BakeChecks):
 
     slug = "robert_service"
     # project_name, project_slug, then the defaults for every other question.
-    answers = (HOSTILE_NAME, "robert_service", "", "", "", "", "", "")
+    answers = (HOSTILE_NAME, "robert_service", "", "", "", "", "", "", "", "")
     allowed_literals = ("{{ x }}",)
 
     def test_name_is_in_the_readme(self, project: Path) -> None:
@@ -181,3 +183,61 @@ class TestHostileProjectName(BakeChecks):
         found = [place / "pwned" for place in places if (place / "pwned").exists()]
         found += list(baked.output_dir.parent.rglob("pwned"))
         assert found == []
+
+
+def service_reachable(name: str, port: int, probe: bytes = b"", answer: bytes = b"") -> bool:
+    """Whether a local service answers; in CI its absence is a failure, not a skip."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            if probe:
+                sock.sendall(probe)
+                return sock.recv(16).startswith(answer)
+            return True
+    except OSError:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} must run on 127.0.0.1:{port} in CI")
+        return False
+
+
+def assert_nothing_skipped(baked: Bake) -> None:
+    """The hook's run of the generated suite skipped nothing: every service test ran."""
+    summary = pytest_summary(baked.output)
+    assert summary is not None, baked.describe()
+    assert "skipped" not in summary, summary
+
+
+@pytest.mark.bake
+class TestWithRedis(BakeChecks):
+    """Rate limits in Redis: the generated suite runs its Redis tests against the local server."""
+
+    extra_context: ClassVar[dict[str, str]] = {"use_redis": "yes"}
+
+    def test_redis_is_a_dependency(self, project: Path) -> None:
+        config = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+        dependencies = config["project"]["dependencies"]
+        assert any(dep.startswith("limits[async-redis]>=") for dep in dependencies)
+
+    def test_redis_tests_ran_and_none_was_skipped(self, baked: Bake, project: Path) -> None:
+        if not service_reachable("Redis", 6379, b"PING\r\n", b"+PONG"):
+            pytest.skip("Redis is not reachable at 127.0.0.1:6379")
+        assert (project / "tests" / "core" / "test_rate_limit_redis.py").is_file()
+        assert_nothing_skipped(baked)
+
+
+@pytest.mark.bake
+class TestPostgreSQL(BakeChecks):
+    """PostgreSQL: the generated suite runs on throw-away databases of the local server."""
+
+    extra_context: ClassVar[dict[str, str]] = {"database": "postgresql"}
+
+    def test_asyncpg_replaces_aiosqlite(self, project: Path) -> None:
+        config = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+        dependencies = config["project"]["dependencies"]
+        assert any(dep.startswith("asyncpg>=") for dep in dependencies)
+        assert not any(dep.startswith("aiosqlite") for dep in dependencies)
+
+    def test_postgresql_tests_ran_and_none_was_skipped(self, baked: Bake, project: Path) -> None:
+        if not service_reachable("PostgreSQL", 5432):
+            pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
+        assert (project / "tests" / "test_outage.py").is_file()
+        assert_nothing_skipped(baked)

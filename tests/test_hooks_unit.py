@@ -198,6 +198,43 @@ def test_remove_example_resource_is_idempotent(tmp_path: Path) -> None:
     assert (tmp_path / "app/users/__init__.py").is_file()
 
 
+def test_remove_redis_is_idempotent(tmp_path: Path) -> None:
+    (tmp_path / "tests/core").mkdir(parents=True)
+    for name in ("test_rate_limit_redis.py", "test_rate_limit.py"):
+        (tmp_path / "tests/core" / name).write_text("", encoding="utf-8")
+    post.remove_redis(tmp_path)
+    post.remove_redis(tmp_path)
+    assert not (tmp_path / "tests/core/test_rate_limit_redis.py").exists()
+    assert (tmp_path / "tests/core/test_rate_limit.py").is_file()
+
+
+def test_use_redis_must_be_yes_or_no() -> None:
+    assert pre.find_problem({**VALID_ANSWERS, "use_redis": "yes"}) is None
+    problem = pre.find_problem({**VALID_ANSWERS, "use_redis": "redis"})
+    assert problem == "use_redis must be yes or no, got 'redis'"
+
+
+def test_remove_postgresql_only_is_idempotent(tmp_path: Path) -> None:
+    (tmp_path / "tests").mkdir()
+    for name in ("test_outage.py", "test_concurrency.py"):
+        (tmp_path / "tests" / name).write_text("", encoding="utf-8")
+    post.remove_postgresql_only(tmp_path)
+    post.remove_postgresql_only(tmp_path)
+    assert not (tmp_path / "tests/test_outage.py").exists()
+    assert (tmp_path / "tests/test_concurrency.py").is_file()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_supported_databases_pass(database: str) -> None:
+    assert pre.find_problem({**VALID_ANSWERS, "database": database}) is None
+
+
+@pytest.mark.parametrize("database", ["mysql", "", None, "PostgreSQL"])
+def test_other_databases_are_refused(database: object) -> None:
+    problem = pre.find_problem({**VALID_ANSWERS, "database": database})
+    assert problem == f"database {database!r} is not supported; choose one of sqlite, postgresql"
+
+
 def test_write_env_file_writes_a_private_secret_once(tmp_path: Path) -> None:
     assert post.write_env_file(tmp_path) is True
     env_file = tmp_path / ".env"

@@ -129,6 +129,37 @@ def test_example_resource_can_be_left_out(tmp_path: Path) -> None:
     assert unrendered_markers(project) == []
 
 
+@pytest.mark.parametrize("use_redis", ["yes", "no"])
+def test_redis_files_and_dependency_follow_use_redis(tmp_path: Path, use_redis: str) -> None:
+    result = bake(tmp_path, {"run_tests": "no", "use_redis": use_redis})
+    assert result.returncode == 0, result.describe()
+    project = result.project_dir
+    redis_tests = project / "tests" / "core" / "test_rate_limit_redis.py"
+    pyproject = (project / "pyproject.toml").read_text(encoding="utf-8")
+    config = (project / "app" / "core" / "config.py").read_text(encoding="utf-8")
+    assert redis_tests.is_file() is (use_redis == "yes")
+    assert ('"limits[async-redis]>=' in pyproject) is (use_redis == "yes")
+    assert ("REDIS_URL" in config) is (use_redis == "yes")
+    assert '"limits' in pyproject
+    assert_same_files(result)
+    assert unrendered_markers(project) == []
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_database_files_and_driver_follow_the_option(tmp_path: Path, database: str) -> None:
+    result = bake(tmp_path, {"run_tests": "no", "database": database})
+    assert result.returncode == 0, result.describe()
+    project = result.project_dir
+    pyproject = (project / "pyproject.toml").read_text(encoding="utf-8")
+    config = (project / "app" / "core" / "config.py").read_text(encoding="utf-8")
+    assert (project / "tests" / "test_outage.py").is_file() is (database == "postgresql")
+    assert ('"asyncpg>=' in pyproject) is (database == "postgresql")
+    assert ('"aiosqlite>=' in pyproject) is (database == "sqlite")
+    assert ("DATABASE_POOL_SIZE" in config) is (database == "postgresql")
+    assert_same_files(result)
+    assert unrendered_markers(project) == []
+
+
 def test_missing_python_is_a_warning_not_a_failure(tmp_path: Path) -> None:
     missing = "3.13" if LOCAL_PYTHON != "3.13" else "3.12"
     nowhere = tmp_path / "empty"

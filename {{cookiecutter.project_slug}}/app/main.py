@@ -7,9 +7,16 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.api import api_router
-from app.core.config import Settings, get_settings
+from app.core.config import Environment, Settings, get_settings
 from app.core.errors import install_error_handlers
+from app.core.hardening import (
+    BodySizeLimitMiddleware,
+    SecurityHeadersMiddleware,
+    TrustedHostsMiddleware,
+    add_swagger_ui,
+)
 from app.core.logging import REQUEST_ID_HEADER, RequestContextMiddleware, configure_logging
+from app.core.ratelimit import RateLimiter
 from app.db.session import create_engine, create_sessionmaker
 
 
@@ -25,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await engine.dispose()
+            app.state.rate_limiter.close()
 
     docs = settings.docs_enabled
     app = FastAPI(
@@ -32,12 +40,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=settings.project_description,
         version="0.1.0",
         lifespan=lifespan,
-        docs_url="/docs" if docs else None,
+        docs_url=None,  # served by add_swagger_ui, with a policy of its own
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
     )
+    if docs:
+        add_swagger_ui(app, "/openapi.json")
+    # Made here, not in the lifespan: each app (each test) counts in a storage of its own.
+    app.state.rate_limiter = RateLimiter(settings)
     install_error_handlers(app)
     app.include_router(api_router)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
     if settings.CORS_ORIGINS:
         app.add_middleware(
             CORSMiddleware,
@@ -45,10 +58,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials=True,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER],
-            expose_headers=[REQUEST_ID_HEADER, "Location"],
+            expose_headers=[REQUEST_ID_HEADER, "Location", "Retry-After"],
         )
-    # Added last, so it runs first: every response, CORS ones included, gets a request id.
+    if "*" not in settings.ALLOWED_HOSTS:
+        app.add_middleware(TrustedHostsMiddleware, allowed_hosts=settings.ALLOWED_HOSTS)
+    # Added late, so they run first: every response, CORS and error ones included, gets a
+    # request id and the security headers.
     app.add_middleware(RequestContextMiddleware)
+    hsts = settings.ENVIRONMENT is Environment.PRODUCTION
+    app.add_middleware(SecurityHeadersMiddleware, hsts=hsts)
     return app
 
 

@@ -40,11 +40,13 @@ def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str |
 
 {%- if cookiecutter.database == "sqlite" %}
 
+
 # SQLite cannot report expression indexes back (the unique lower(email)), so autogenerate leaves
 # them out of its comparison and says so; the tests prove they hold by writing past them.
 warnings.filterwarnings("ignore", message=".*expression-based index", category=SAWarning)
 warnings.filterwarnings("ignore", message=".*expression-based index", category=UserWarning)
 {%- endif %}
+
 
 # Batch mode lets SQLite alter tables (it copies them); other databases ignore it.
 OPTIONS: dict[str, Any] = {

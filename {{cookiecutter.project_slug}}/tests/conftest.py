@@ -2,7 +2,8 @@
 transaction per test, and the app's own session dependency running on top of it."""
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 from alembic import command
@@ -25,6 +26,14 @@ TEST_SETTINGS = {
     "PASSWORD_HASH_MEMORY_KIB": "8",
     "PASSWORD_HASH_PARALLELISM": "1",
     "LOG_LEVEL": "INFO",
+    # Limits no ordinary test comes near; the rate limit tests set their own.
+    "RATE_LIMIT_DEFAULT": "100000/minute",
+    "RATE_LIMIT_LOGIN": "100000/minute",
+    "RATE_LIMIT_LOGIN_USERNAME": "100000/minute",
+    "RATE_LIMIT_REGISTER": "100000/minute",
+{%- if cookiecutter.use_redis %}
+    "RATE_LIMIT_STORAGE": "memory",  # tests/core/test_rate_limit_redis.py uses Redis for real
+{%- endif %}
 }
 Settings.model_config["env_file"] = None
 for _name in Settings.model_fields:
@@ -151,3 +160,31 @@ def user_headers(user: User) -> dict[str, str]:
 @pytest.fixture
 def admin_headers(admin: User) -> dict[str, str]:
     return factories.auth_headers(admin)
+
+
+# --- Apps with other settings (rate limits, hardening) ------------------------------------------
+
+
+@pytest.fixture
+def app_with(sessionmaker: async_sessionmaker[AsyncSession]) -> Callable[..., FastAPI]:
+    """Builds an app whose settings differ from the run's, on the test's transaction.
+
+    Each app counts its rate limits in a storage of its own, so no test sees another's hits.
+    """
+
+    async def test_sessionmaker() -> async_sessionmaker[AsyncSession]:
+        return sessionmaker
+
+    def build(**overrides: Any) -> FastAPI:
+        app = create_app(Settings(**overrides))
+        app.dependency_overrides[get_sessionmaker] = test_sessionmaker
+        return app
+
+    return build
+
+
+def client_at(
+    app: FastAPI, address: str = "127.0.0.1", base_url: str = "http://testserver"
+) -> AsyncClient:
+    """A client of `app` whose requests come from `address`, as the server would see it."""
+    return AsyncClient(transport=ASGITransport(app=app, client=(address, 40000)), base_url=base_url)

@@ -10,7 +10,7 @@ SQLite databases are files in a temporary folder, removed afterwards.
 {%- endif %}
 """
 
-{%- if cookiecutter.database == "postgresql" %}
+{% if cookiecutter.database == "postgresql" -%}
 import asyncio
 import os
 import socket
@@ -68,8 +68,10 @@ def unreachable_database_url() -> str:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    return make_url(SERVER_URL).set(host="127.0.0.1", port=port, database="gone").render_as_string(
-        hide_password=False
+    return (
+        make_url(SERVER_URL)
+        .set(host="127.0.0.1", port=port, database="gone")
+        .render_as_string(hide_password=False)
     )
 
 
@@ -80,7 +82,7 @@ def create_database(url: str) -> None:
 def drop_database(url: str) -> None:
     # WITH (FORCE) also ends connections a failed test left open (PostgreSQL 13 and later).
     asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-{%- else %}
+{%- else -%}
 import shutil
 import tempfile
 import uuid

@@ -167,3 +167,50 @@ def test_protected_routes_document_401_and_admin_routes_403() -> None:
                 assert "401" in responses, (method, route.path)
             if _is_admin_only(route):
                 assert "403" in responses, (method, route.path)
+
+
+def _unbounded_strings(schema: Any, components: dict[str, Any], where: str) -> list[str]:
+    """Places in a request schema where a string has no maxLength (enums and uploads aside)."""
+    if not isinstance(schema, dict):
+        return []
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        return _unbounded_strings(components[name], components, f"{where} -> {name}")
+    found = []
+    if (
+        schema.get("type") == "string"
+        and "maxLength" not in schema
+        and "enum" not in schema
+        and "const" not in schema
+        and schema.get("format") not in {"binary", "uuid"}
+    ):
+        found.append(where)
+    for key, child in schema.get("properties", {}).items():
+        found += _unbounded_strings(child, components, f"{where}.{key}")
+    for keyword in ("anyOf", "oneOf", "allOf"):
+        for child in schema.get(keyword, []):
+            found += _unbounded_strings(child, components, where)
+    found += _unbounded_strings(schema.get("items"), components, f"{where}[]")
+    return found
+
+
+def test_every_string_a_client_sends_has_a_max_length() -> None:
+    document = create_app().openapi()
+    components = document["components"]["schemas"]
+    unbounded: list[str] = []
+    checked = 0
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            where = f"{method.upper()} {path}"
+            for parameter in operation.get("parameters", []):
+                checked += 1
+                unbounded += _unbounded_strings(
+                    parameter["schema"], components, f"{where} {parameter['name']}"
+                )
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                checked += 1
+                unbounded += _unbounded_strings(media["schema"], components, f"{where} body")
+    assert checked > 5  # the walk saw the request schemas
+    assert unbounded == []
+    # The check itself notices an unbounded string.
+    assert _unbounded_strings({"type": "string"}, components, "probe") == ["probe"]

@@ -16,9 +16,9 @@ from alembic import command
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-{%- if cookiecutter.include_example_resource %}
+{% if cookiecutter.include_example_resource -%}
 from app.items.models import Item
-{%- endif %}
+{% endif -%}
 from app.users.models import User
 from tests import databases
 from tests.conftest import alembic_config
@@ -92,7 +92,8 @@ async def test_simultaneous_registrations_of_one_email_create_one_account(
     conflicts = [r.json()["code"] for r in responses if r.status_code == 409]
     assert set(conflicts) == {"email_already_registered"}
     stored = await _scalar(
-        served, select(func.count()).select_from(User).where(func.lower(User.email) == "race@example.com")
+        served,
+        select(func.count()).select_from(User).where(func.lower(User.email) == "race@example.com"),
     )
     assert stored == 1
 {%- if cookiecutter.include_example_resource %}
@@ -144,7 +145,9 @@ async def test_concurrent_patches_leave_a_state_one_request_asked_for(served: Se
         responses = await asyncio.gather(
             *(
                 client.patch(
-                    item_url, json={"title": f"title {n}", "description": f"body {n}"}, headers=headers
+                    item_url,
+                    json={"title": f"title {n}", "description": f"body {n}"},
+                    headers=headers,
                 )
                 for n in range(writers)
             )

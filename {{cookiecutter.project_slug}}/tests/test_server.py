@@ -13,6 +13,8 @@ from tests import databases
 from tests.conftest import alembic_config
 from tests.servers import serve
 
+BODY_LIMIT = 4096
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
@@ -22,7 +24,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     with databases.scratch_database("server") as url:
         command.upgrade(alembic_config(url), "head")
-        with serve(url, log_path) as served:
+        env = {"MAX_REQUEST_BODY_BYTES": str(BODY_LIMIT)}
+        with serve(url, log_path, env=env) as served:
             yield served.base_url, log_path
 
 
@@ -64,3 +67,26 @@ def test_served_app_registers_logs_in_and_logs_as_json(server: tuple[str, Path])
     text = log_path.read_text()
     assert "long enough" not in text
     assert tokens["access_token"] not in text
+
+
+def _chunks(count: int, size: int = 1024) -> Iterator[bytes]:
+    for _ in range(count):
+        yield b"x" * size
+
+
+def test_served_app_refuses_large_bodies_chunked_or_not(server: tuple[str, Path]) -> None:
+    base_url, _ = server
+    url = f"{base_url}/api/v1/auth/register"
+    headers = {"Content-Type": "application/json"}
+    with httpx.Client() as client:
+        chunked = client.post(url, content=_chunks(8), headers=headers)
+        sized = client.post(url, content=b"x" * (BODY_LIMIT + 1), headers=headers)
+        fits = client.post(url, content=_chunks(2), headers=headers)
+    assert "content-length" not in chunked.request.headers
+    assert chunked.request.headers["transfer-encoding"] == "chunked"
+    for response in (chunked, sized):
+        assert response.status_code == 413
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["code"] == "payload_too_large"
+        assert response.headers["x-content-type-options"] == "nosniff"
+    assert fits.status_code == 422  # read in full, and not JSON

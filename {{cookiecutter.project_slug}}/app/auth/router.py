@@ -1,12 +1,13 @@
 """Auth routes. `router` is public: registration, login, token refresh and logout.
 `protected_router` needs a signed-in user (app/api.py mounts it on the protected router)."""
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Depends, status
 
 from app.auth import service
 from app.auth.dependencies import CurrentUser
 from app.auth.schemas import LoginFormDep, RefreshRequest, TokenPair
 from app.core.errors import problem_responses
+from app.core.ratelimit import limit_login, limit_register
 from app.db.session import SessionDep
 from app.users import service as users_service
 from app.users.schemas import UserCreate, UserRead
@@ -20,6 +21,7 @@ protected_router = APIRouter()
     status_code=status.HTTP_201_CREATED,
     response_model=UserRead,
     responses=problem_responses(400, 409, 422),
+    dependencies=[Depends(limit_register)],
 )
 async def register(session: SessionDep, data: UserCreate) -> UserRead:
     """Create an account. The email is unique, whatever its case."""
@@ -27,7 +29,12 @@ async def register(session: SessionDep, data: UserCreate) -> UserRead:
     return UserRead.model_validate(user)
 
 
-@router.post("/login", response_model=TokenPair, responses=problem_responses(400, 401, 422))
+@router.post(
+    "/login",
+    response_model=TokenPair,
+    responses=problem_responses(400, 401, 422),
+    dependencies=[Depends(limit_login)],
+)
 async def login(session: SessionDep, form: LoginFormDep) -> TokenPair:
     """Exchange email (`username`) and password for an access and a refresh token."""
     user = await service.authenticate(session, email=form.username, password=form.password)

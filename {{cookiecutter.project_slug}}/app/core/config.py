@@ -7,9 +7,21 @@ from enum import StrEnum
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+{%- if cookiecutter.use_redis %}
+from typing import Annotated, Literal, Self
+{%- else %}
 from typing import Annotated, Self
+{%- endif %}
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from limits import parse_many
+from pydantic import (
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -95,6 +107,69 @@ class Settings(BaseSettings):
     DOCS_ENABLED: bool | None = None
     LOG_LEVEL: str = "INFO"
 
+    # --- Rate limits and request hardening ---------------------------------------------------
+    # Limits in the notation of the `limits` library: "5/minute", "100 per hour", or several
+    # joined by ";" ("10/minute;100/day"). Each counts requests in a moving window.
+    RATE_LIMIT_DEFAULT: str = "120/minute"  # every API route but health, per client address
+    RATE_LIMIT_LOGIN: str = "20/minute"  # login attempts per client address
+    RATE_LIMIT_LOGIN_USERNAME: str = "5/minute"  # login attempts per username, any address
+    RATE_LIMIT_REGISTER: str = "10/hour"  # registrations per client address
+    # When the limit storage fails: true lets requests through (one warning logged per
+    # outage), false refuses them with 503 until it is back.
+    RATE_LIMIT_FAIL_OPEN: bool = True
+    # Proxies (IPs or CIDRs) whose X-Forwarded-For is believed; otherwise the peer address counts.
+    TRUSTED_PROXIES: Annotated[list[IPvAnyNetwork], NoDecode] = []
+    MAX_REQUEST_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    # Host names the API answers to ("*.example.com" for subdomains); required in production.
+    ALLOWED_HOSTS: Annotated[list[str], NoDecode] = ["*"]
+{%- if cookiecutter.use_redis %}
+    REDIS_URL: str = "redis://127.0.0.1:6379/0"
+    # "redis" shares the limits between processes and instances; "memory" keeps them per process.
+    RATE_LIMIT_STORAGE: Literal["redis", "memory"] = "redis"
+    # Keeps the keys of services (or test runs) that share one Redis apart.
+    RATE_LIMIT_KEY_PREFIX: str = Field(default=PROJECT_SLUG, min_length=1, max_length=64)
+
+    @field_validator("REDIS_URL")
+    @classmethod
+    def _check_redis_url(cls, url: str) -> str:
+        if not url.startswith(("redis://", "rediss://")):
+            raise ValueError("must be a Redis URL such as redis://127.0.0.1:6379/0")
+        return url
+{%- endif %}
+
+    @property
+    def rate_limit_storage(self) -> tuple[str, dict[str, float | str | bool]]:
+        """The `limits` storage URI and its options."""
+{%- if cookiecutter.use_redis %}
+        if self.RATE_LIMIT_STORAGE == "redis":
+            # Short timeouts: a Redis that does not answer must not hold requests up for long.
+            options: dict[str, float | str | bool] = {"connect_timeout": 0.5, "stream_timeout": 0.5}
+            return f"async+{self.REDIS_URL}", {"key_prefix": self.RATE_LIMIT_KEY_PREFIX, **options}
+{%- endif %}
+        return "async+memory://", {}
+
+    @field_validator(
+        "RATE_LIMIT_DEFAULT", "RATE_LIMIT_LOGIN", "RATE_LIMIT_LOGIN_USERNAME", "RATE_LIMIT_REGISTER"
+    )
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        try:
+            items = parse_many(value)
+        except ValueError:
+            items = []
+        if not items or any(item.amount < 1 for item in items):
+            raise ValueError(f"{value!r} is not a rate limit such as '5/minute' or '100/hour'")
+        return value
+
+    @field_validator("ALLOWED_HOSTS")
+    @classmethod
+    def _check_hosts(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            name = host.removeprefix("*.")
+            if host != "*" and (not name or any(char in name for char in "*/:@ ")):
+                raise ValueError(f"{host!r} is not a host name such as api.example.com")
+        return [host.lower() for host in hosts]
+
     @property
     def project_name(self) -> str:
         return PROJECT_NAME
@@ -120,9 +195,9 @@ class Settings(BaseSettings):
             return self.ENVIRONMENT is not Environment.PRODUCTION
         return self.DOCS_ENABLED
 
-    @field_validator("CORS_ORIGINS", mode="before")
+    @field_validator("CORS_ORIGINS", "TRUSTED_PROXIES", "ALLOWED_HOSTS", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_lists(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
@@ -223,6 +298,12 @@ class Settings(BaseSettings):
                 )
         if "*" in self.CORS_ORIGINS:
             raise ValueError("CORS_ORIGINS may not contain '*' in production")
+        return self
+
+    @model_validator(mode="after")
+    def _require_hosts_in_production(self) -> Self:
+        if self.ENVIRONMENT is Environment.PRODUCTION and "*" in self.ALLOWED_HOSTS:
+            raise ValueError("ALLOWED_HOSTS must list the API's host names in production")
         return self
 
 

@@ -80,6 +80,25 @@ class ServiceUnavailable(AppError):
         return {"Retry-After": "5"}
 
 
+class TooManyRequests(AppError):
+    status_code = 429
+    code = "rate_limited"
+    message = "Too many requests; retry after the number of seconds in Retry-After."
+
+    def __init__(self, retry_after: int, detail: str | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> Mapping[str, str] | None:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class RateLimitUnavailable(ServiceUnavailable):
+    code = "rate_limit_unavailable"
+    message = "Requests cannot be counted against their rate limits right now; try again shortly."
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details, as documented in the OpenAPI schema."""
 

@@ -5,7 +5,8 @@ from typing import Literal
 from fastapi import APIRouter
 from sqlalchemy import text
 
-from app.core.errors import ServiceUnavailable, problem_responses
+from app.core.errors import RateLimitUnavailable, ServiceUnavailable, problem_responses
+from app.core.ratelimit import RateLimiterDep
 from app.core.schemas import Schema
 from app.db.session import SessionmakerDep
 
@@ -13,7 +14,8 @@ router = APIRouter()
 
 
 class HealthStatus(Schema):
-    status: Literal["ok"] = "ok"
+    # "degraded": serving, but rate limits are not counted (their storage is unreachable).
+    status: Literal["ok", "degraded"] = "ok"
 
 
 @router.get("/live", response_model=HealthStatus)
@@ -23,11 +25,18 @@ async def live() -> HealthStatus:
 
 
 @router.get("/ready", response_model=HealthStatus, responses=problem_responses(503))
-async def ready(factory: SessionmakerDep) -> HealthStatus:
-    """The service can reach its database; 503 while it cannot."""
+async def ready(factory: SessionmakerDep, limiter: RateLimiterDep) -> HealthStatus:
+    """The service can reach its database; 503 while it cannot.
+
+    Also its rate limit storage: when that is down, "degraded" if limits fail open, else 503.
+    """
     try:
         async with factory() as session:
             await session.execute(text("SELECT 1"))
     except Exception as exc:
         raise ServiceUnavailable from exc
+    if not await limiter.storage_reachable():
+        if not limiter.fail_open:
+            raise RateLimitUnavailable
+        return HealthStatus(status="degraded")
     return HealthStatus()

@@ -15,6 +15,7 @@ from app.core.config import (
 )
 
 STRONG_SECRET = "s" * 32
+PRODUCTION = {"ENVIRONMENT": "production", "SECRET_KEY": STRONG_SECRET, "ALLOWED_HOSTS": "api.test"}
 
 
 def _settings(**values: Any) -> Settings:
@@ -49,16 +50,14 @@ def test_production_refuses_a_weak_secret(secret: str, reason: str) -> None:
 
 
 def test_production_refuses_wildcard_cors() -> None:
-    message = _error(ENVIRONMENT="production", SECRET_KEY=STRONG_SECRET, CORS_ORIGINS="*")
+    message = _error(**PRODUCTION, CORS_ORIGINS="*")
     assert "CORS_ORIGINS" in message
 
 
 def test_production_with_a_strong_secret_starts_without_docs() -> None:
-    settings = _settings(ENVIRONMENT="production", SECRET_KEY=STRONG_SECRET)
+    settings = _settings(**PRODUCTION)
     assert settings.docs_enabled is False
-    assert _settings(
-        ENVIRONMENT="production", SECRET_KEY=STRONG_SECRET, DOCS_ENABLED=True
-    ).docs_enabled
+    assert _settings(**PRODUCTION, DOCS_ENABLED=True).docs_enabled
 
 
 def test_cors_origins_accept_a_comma_separated_list() -> None:
@@ -83,6 +82,15 @@ def test_cors_origins_accept_a_comma_separated_list() -> None:
         ({"DATABASE_STATEMENT_TIMEOUT_MS": -5}, "DATABASE_STATEMENT_TIMEOUT_MS"),
         ({"DATABASE_CONNECT_TIMEOUT": 0}, "DATABASE_CONNECT_TIMEOUT"),
 {%- endif %}
+        ({"RATE_LIMIT_DEFAULT": "lots"}, "RATE_LIMIT_DEFAULT"),
+        ({"RATE_LIMIT_LOGIN": "0/minute"}, "RATE_LIMIT_LOGIN"),
+        ({"RATE_LIMIT_LOGIN_USERNAME": ""}, "RATE_LIMIT_LOGIN_USERNAME"),
+        ({"RATE_LIMIT_REGISTER": "5/fortnight"}, "RATE_LIMIT_REGISTER"),
+        ({"TRUSTED_PROXIES": "10.0.0.0/8, proxy.internal"}, "TRUSTED_PROXIES"),
+        ({"TRUSTED_PROXIES": "10.0.0.1/8"}, "TRUSTED_PROXIES"),
+        ({"ALLOWED_HOSTS": "https://api.example.com"}, "ALLOWED_HOSTS"),
+        ({"ALLOWED_HOSTS": "api.*.com"}, "ALLOWED_HOSTS"),
+        ({"MAX_REQUEST_BODY_BYTES": 10}, "MAX_REQUEST_BODY_BYTES"),
     ],
 )
 def test_bad_values_are_named(values: dict[str, Any], field: str) -> None:
@@ -187,8 +195,7 @@ def test_a_bad_keyring_is_named_without_its_secrets(values: dict[str, str], reas
 
 def test_production_refuses_a_short_jwt_key() -> None:
     message = _error(
-        ENVIRONMENT="production",
-        SECRET_KEY=STRONG_SECRET,
+        **PRODUCTION,
         JWT_KEYS=f"old:{STRONG_SECRET},new:{'n' * 31}",
         JWT_ACTIVE_KID="new",
     )
@@ -197,12 +204,30 @@ def test_production_refuses_a_short_jwt_key() -> None:
         == "invalid configuration: JWT_KEYS key 'new' must be at least 32 bytes in production"
     )
     strong = _settings(
-        ENVIRONMENT="production",
-        SECRET_KEY=STRONG_SECRET,
+        **PRODUCTION,
         JWT_KEYS=f"old:{STRONG_SECRET},new:{'n' * 32}",
         JWT_ACTIVE_KID="new",
     )
     assert strong.jwt_signing_kid == "new"
+
+
+def test_rate_limits_hardening_lists_and_production_hosts() -> None:
+    settings = _settings(
+        RATE_LIMIT_LOGIN="5 per minute;50/day",
+        TRUSTED_PROXIES="10.0.0.0/8, 192.0.2.7, ::1",
+        ALLOWED_HOSTS="API.example.com, *.example.org",
+    )
+    assert [str(network) for network in settings.TRUSTED_PROXIES] == [
+        "10.0.0.0/8",
+        "192.0.2.7/32",
+        "::1/128",
+    ]
+    assert settings.ALLOWED_HOSTS == ["api.example.com", "*.example.org"]
+    message = _error(ENVIRONMENT="production", SECRET_KEY=STRONG_SECRET)
+    assert message == (
+        "invalid configuration: ALLOWED_HOSTS must list the API's host names in production"
+    )
+    assert "'lots' is not a rate limit such as '5/minute'" in _error(RATE_LIMIT_DEFAULT="lots")
 
 
 def test_bad_config_stops_the_server_with_one_line() -> None:

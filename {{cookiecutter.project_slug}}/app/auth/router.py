@@ -1,7 +1,7 @@
 """Auth routes. `router` is public: registration, login, token refresh and logout.
 `protected_router` needs a signed-in user (app/api.py mounts it on the protected router)."""
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Response, status
 
 from app.auth import service
 from app.auth.dependencies import CurrentUser
@@ -14,6 +14,12 @@ from app.users.schemas import UserCreate, UserRead
 
 router = APIRouter()
 protected_router = APIRouter()
+
+
+async def no_store(response: Response) -> None:
+    """Responses carrying tokens must not be kept by any cache (RFC 6749, section 5.1)."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
 
 
 @router.post(
@@ -33,7 +39,7 @@ async def register(session: SessionDep, data: UserCreate) -> UserRead:
     "/login",
     response_model=TokenPair,
     responses=problem_responses(400, 401, 422),
-    dependencies=[Depends(limit_login)],
+    dependencies=[Depends(limit_login), Depends(no_store)],
 )
 async def login(session: SessionDep, form: LoginFormDep) -> TokenPair:
     """Exchange email (`username`) and password for an access and a refresh token."""
@@ -41,7 +47,12 @@ async def login(session: SessionDep, form: LoginFormDep) -> TokenPair:
     return await service.issue_tokens(session, user=user)
 
 
-@router.post("/refresh", response_model=TokenPair, responses=problem_responses(400, 401, 422))
+@router.post(
+    "/refresh",
+    response_model=TokenPair,
+    responses=problem_responses(400, 401, 422),
+    dependencies=[Depends(no_store)],
+)
 async def refresh(session: SessionDep, data: RefreshRequest) -> TokenPair:
     """Spend a refresh token for a new pair; each refresh token works once."""
     return await service.rotate_refresh_token(session, refresh_token=data.refresh_token)

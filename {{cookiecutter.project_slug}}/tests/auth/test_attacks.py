@@ -4,7 +4,7 @@ several shapes). Every one expects a refusal: 401 problem+json unless it names a
 Forged tokens come from `forge`, which signs the claims it is given with the active key of the
 keyring unless told otherwise: `test_control_*` show that, unchanged, its tokens are accepted,
 so each attack fails only because of the one thing it changes. The attack count:
-`pytest tests/auth/test_attacks.py --collect-only -q -k "not control"`.
+`pytest tests/auth/test_attacks.py --collect-only -q --no-cov -k "not control"`.
 """
 
 import base64

@@ -141,6 +141,19 @@ async def test_refresh_rotates_the_pair(client: AsyncClient, user: User) -> None
     assert me.status_code == 200
 
 
+async def test_token_responses_are_never_cached(client: AsyncClient, user: User) -> None:
+    logged_in = await client.post(
+        "/api/v1/auth/login", data={"username": user.email, "password": DEFAULT_PASSWORD}
+    )
+    refreshed = await client.post(
+        REFRESH, json={"refresh_token": logged_in.json()["refresh_token"]}
+    )
+    for response in (logged_in, refreshed):
+        assert response.status_code == 200
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["pragma"] == "no-cache"
+
+
 async def test_refresh_with_unknown_token_is_401(client: AsyncClient) -> None:
     response = await client.post(REFRESH, json={"refresh_token": "made-up"})
     assert response.status_code == 401

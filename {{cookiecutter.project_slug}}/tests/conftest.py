@@ -3,6 +3,7 @@ transaction per test, and the app's own session dependency running on top of it.
 
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,6 +46,7 @@ from app.db.session import create_engine, get_sessionmaker  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.users.models import Role, User  # noqa: E402
 from tests import factories  # noqa: E402
+from tests.servers import serve  # noqa: E402
 
 
 def alembic_config(database_url: str) -> Config:
@@ -83,6 +85,24 @@ def migrated_database() -> Iterator[str]:
         yield url
     finally:
         databases.drop_database(url)
+
+
+# The served app's body limit, small so its 413 tests send little.
+SERVED_BODY_LIMIT = 4096
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """One real uvicorn for the run's served tests, on a migrated database of its own."""
+    reason = databases.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    with databases.scratch_database("server") as url:
+        command.upgrade(alembic_config(url), "head")
+        env = {"MAX_REQUEST_BODY_BYTES": str(SERVED_BODY_LIMIT)}
+        with serve(url, log_path, env=env) as served:
+            yield served.base_url, log_path
 
 
 @pytest.fixture

@@ -6,27 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
-from alembic import command
 
-from tests import databases
-from tests.conftest import alembic_config
-from tests.servers import serve
-
-BODY_LIMIT = 4096
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    reason = databases.unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    with databases.scratch_database("server") as url:
-        command.upgrade(alembic_config(url), "head")
-        env = {"MAX_REQUEST_BODY_BYTES": str(BODY_LIMIT)}
-        with serve(url, log_path, env=env) as served:
-            yield served.base_url, log_path
+from tests.conftest import SERVED_BODY_LIMIT
 
 
 def test_served_app_registers_logs_in_and_logs_as_json(server: tuple[str, Path]) -> None:
@@ -80,7 +61,7 @@ def test_served_app_refuses_large_bodies_chunked_or_not(server: tuple[str, Path]
     headers = {"Content-Type": "application/json"}
     with httpx.Client() as client:
         chunked = client.post(url, content=_chunks(8), headers=headers)
-        sized = client.post(url, content=b"x" * (BODY_LIMIT + 1), headers=headers)
+        sized = client.post(url, content=b"x" * (SERVED_BODY_LIMIT + 1), headers=headers)
         fits = client.post(url, content=_chunks(2), headers=headers)
     assert "content-length" not in chunked.request.headers
     assert chunked.request.headers["transfer-encoding"] == "chunked"

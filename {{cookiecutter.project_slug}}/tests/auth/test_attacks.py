@@ -29,7 +29,6 @@ from app.core.errors import PROBLEM_JSON
 from app.core.security import REQUIRED_CLAIMS
 from app.users.models import User
 from tests.factories import DEFAULT_PASSWORD, auth_headers, login
-from tests.test_server import server  # noqa: F401 - the uvicorn fixture, for the served attack
 
 ME = "/api/v1/users/me"
 USERS = "/api/v1/users"
@@ -372,7 +371,7 @@ class TestHeader:
         assert len(token) > 100_000 > MAX_TOKEN_LENGTH
         assert_refused(await me(client, token))
 
-    def test_hundred_kilobyte_token_served(self, server: tuple[str, Path]) -> None:  # noqa: F811
+    def test_hundred_kilobyte_token_served(self, server: tuple[str, Path]) -> None:
         """The same against uvicorn, whose header limits are what a client really meets."""
         base_url, _ = server
         with httpx.Client(base_url=base_url) as live:

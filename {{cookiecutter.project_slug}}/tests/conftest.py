@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 from alembic import command
-from alembic.config import Config
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.core.config import PROJECT_DIR, Settings
+from app.core.config import Settings
 from tests import databases
+from tests.databases import alembic_config
 
 # The run's settings, fixed before the app is imported: nothing from the developer's shell or
 # `.env` may change what the tests see.
@@ -47,14 +47,6 @@ from app.main import create_app  # noqa: E402
 from app.users.models import Role, User  # noqa: E402
 from tests import factories  # noqa: E402
 from tests.servers import serve  # noqa: E402
-
-
-def alembic_config(database_url: str) -> Config:
-    config = Config(str(PROJECT_DIR / "alembic.ini"))
-    config.set_main_option("script_location", str(PROJECT_DIR / "migrations"))
-    config.set_main_option("sqlalchemy.url", database_url)
-    config.attributes["configure_logger"] = False
-    return config
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -94,15 +86,13 @@ SERVED_BODY_LIMIT = 4096
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """One real uvicorn for the run's served tests, on a migrated database of its own."""
-    reason = databases.unavailable_reason()
-    if reason:
-        pytest.skip(reason)
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    with databases.scratch_database("server") as url:
-        command.upgrade(alembic_config(url), "head")
-        env = {"MAX_REQUEST_BODY_BYTES": str(SERVED_BODY_LIMIT)}
-        with serve(url, log_path, env=env) as served:
-            yield served.base_url, log_path
+    env = {"MAX_REQUEST_BODY_BYTES": str(SERVED_BODY_LIMIT)}
+    with (
+        databases.migrated_scratch_database("server") as url,
+        serve(url, log_path, env=env) as served,
+    ):
+        yield served.base_url, log_path
 
 
 @pytest.fixture

@@ -19,11 +19,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 
+import pytest
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import NullPool, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.core.config import PROJECT_SLUG
+from app.core.config import PROJECT_DIR, PROJECT_SLUG
 
 SERVER_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -90,7 +93,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+from alembic import command
+from alembic.config import Config
 from sqlalchemy.engine import make_url
+
+from app.core.config import PROJECT_DIR
 
 
 def unavailable_reason() -> str | None:
@@ -117,6 +125,27 @@ def create_database(url: str) -> None:
 def drop_database(url: str) -> None:
     shutil.rmtree(Path(str(make_url(url).database)).parent, ignore_errors=True)
 {%- endif %}
+
+
+def alembic_config(database_url: str) -> Config:
+    """Alembic's configuration for `database_url`, without touching the app's logging."""
+    config = Config(str(PROJECT_DIR / "alembic.ini"))
+    config.set_main_option("script_location", str(PROJECT_DIR / "migrations"))
+    config.set_main_option("sqlalchemy.url", database_url)
+    config.attributes["configure_logger"] = False
+    return config
+
+
+@contextmanager
+def migrated_scratch_database(label: str) -> Iterator[str]:
+    """A database built by `alembic upgrade head`, dropped afterwards; skips the test where
+    the database server cannot be reached."""
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with scratch_database(label) as url:
+        command.upgrade(alembic_config(url), "head")
+        yield url
 
 
 @contextmanager

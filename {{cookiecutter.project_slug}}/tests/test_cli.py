@@ -14,7 +14,7 @@ from app.users.schemas import UserCreate
 {%- if cookiecutter.database == "postgresql" %}
 from tests import databases
 {%- endif %}
-from tests.conftest import alembic_config
+from tests.databases import alembic_config
 
 
 @pytest.fixture

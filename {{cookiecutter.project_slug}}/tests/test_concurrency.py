@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from alembic import command
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -21,7 +20,6 @@ from app.items.models import Item
 {% endif -%}
 from app.users.models import User
 from tests import databases
-from tests.conftest import alembic_config
 from tests.servers import serve
 
 WORKERS = 2
@@ -36,12 +34,8 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    reason = databases.unavailable_reason()
-    if reason:
-        pytest.skip(reason)
     log_path = tmp_path_factory.mktemp("races") / "server.log"
-    with databases.scratch_database("races") as url:
-        command.upgrade(alembic_config(url), "head")
+    with databases.migrated_scratch_database("races") as url:
         with serve(url, log_path, workers=WORKERS) as server:
             yield Served(base_url=f"{server.base_url}/api/v1", database_url=url)
         assert "Traceback" not in server.log()

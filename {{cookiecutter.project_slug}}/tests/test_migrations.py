@@ -17,7 +17,7 @@ from sqlalchemy.types import TypeEngine
 
 from app.db.models import Base
 from tests import databases
-from tests.conftest import alembic_config
+from tests.databases import alembic_config
 
 
 def _on(url: str, work: Any) -> Any:

@@ -12,12 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from alembic import command
 from sqlalchemy.engine import make_url
 
 from app.core.errors import PROBLEM_JSON
 from tests import databases
-from tests.conftest import alembic_config
 from tests.servers import Server, free_port, serve
 
 logger = logging.getLogger(__name__)
@@ -91,12 +89,8 @@ class Outage:
 
 @pytest.fixture(scope="module")
 def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Outage]]:
-    reason = databases.unavailable_reason()
-    if reason:
-        pytest.skip(reason)
     log_path = tmp_path_factory.mktemp("outage") / "server.log"
-    with databases.scratch_database("outage") as url:
-        command.upgrade(alembic_config(url), "head")
+    with databases.migrated_scratch_database("outage") as url:
         real = make_url(url)
         proxy = Outage(real.host or "127.0.0.1", real.port or 5432)
         proxy.restore()

@@ -1,8 +1,9 @@
 """Finish the generated project: trim options, write .env, install and test.
 
 Cookiecutter renders this script with Jinja and runs it with the generated
-project directory as the working directory. Every step is idempotent, so
-running the rendered script again in the same directory changes nothing.
+project directory as the working directory. Running it again in the same
+directory is safe: it keeps the existing `.env` and a `.venv` of the right
+Python, and only reinstalls and reruns the tests.
 
 Expected problems (no matching Python, no reachable package index) end with a
 warning, exit status 0 and the project kept in place, together with the
@@ -86,7 +87,7 @@ def as_bool(value: object) -> bool:
 
 
 def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes"}
+    return as_bool(os.environ.get(name, ""))
 
 
 def quoted(path: Path | str) -> str:
@@ -107,16 +108,18 @@ def remove_example_resource(project_dir: Path) -> None:
             shutil.rmtree(folder)
 
 
-def remove_postgresql_only(project_dir: Path) -> None:
-    """Delete the PostgreSQL-only files; missing files are fine."""
-    for relative in POSTGRESQL_ONLY_FILES:
+def remove_files(project_dir: Path, relatives: tuple[str, ...]) -> None:
+    """Delete files of the project; missing files are fine."""
+    for relative in relatives:
         (project_dir / relative).unlink(missing_ok=True)
+
+
+def remove_postgresql_only(project_dir: Path) -> None:
+    remove_files(project_dir, POSTGRESQL_ONLY_FILES)
 
 
 def remove_redis(project_dir: Path) -> None:
-    """Delete the files that only Redis-backed rate limits need; missing files are fine."""
-    for relative in REDIS_FILES:
-        (project_dir / relative).unlink(missing_ok=True)
+    remove_files(project_dir, REDIS_FILES)
 
 
 def write_env_file(project_dir: Path) -> bool:

@@ -33,20 +33,33 @@ SUPPORTED_DATABASES = ("sqlite", "postgresql")
 SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 SLUG_MAX_LENGTH = 64
 # Names the generated project already uses for its own packages and folders,
-# and the main libraries it depends on: a project named like one of them would
-# shadow it or clash with it when installed.
+# the libraries it depends on (distribution and import names) and pip: a project
+# named like one of them would shadow it or clash with it when installed. A unit
+# test checks that every dependency of every option is listed.
 RESERVED_SLUGS = frozenset(
     {
         "aiosqlite",
         "alembic",
         "anyio",
         "app",
+        "argon2",
+        "asyncpg",
+        "bcrypt",
+        "bench",
+        "coredis",
+        "coverage",
+        "cryptography",
         "email_validator",
         "fastapi",
+        "greenlet",
         "hatchling",
         "httpx",
+        "jwt",
+        "limits",
         "migrations",
+        "multipart",
         "mypy",
+        "pip",
         "pre_commit",
         "pwdlib",
         "pydantic",
@@ -58,6 +71,8 @@ RESERVED_SLUGS = frozenset(
         "pytest_xdist",
         "python_json_logger",
         "python_multipart",
+        "pythonjsonlogger",
+        "redis",
         "ruff",
         "sqlalchemy",
         "starlette",

@@ -44,6 +44,12 @@ VALID_ANSWERS: dict[str, Any] = {
     "use_redis": False,
     "run_tests": True,
 }
+# The questions cookiecutter asks, in order (keys starting with "_" are not asked).
+QUESTIONS = [
+    key
+    for key in json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text(encoding="utf-8"))
+    if not key.startswith("_")
+]
 # Quotes, backslashes, Jinja, shell, and longer than a line of code may be.
 HOSTILE_NAME = (
     'Robert\'); DROP TABLE users;-- "quoted" \\back\\slash {{ x }} $(touch pwned) '
@@ -167,18 +173,9 @@ def bake(
     command.append(str(TEMPLATE_DIR))
     command.extend(f"{key}={value}" for key, value in (extra_context or {}).items())
     workdir.mkdir(parents=True, exist_ok=True)
-    completed = subprocess.run(
-        command,
-        cwd=workdir,
-        env=clean_env(env, unset_prefixes),
-        input="".join(f"{answer}\n" for answer in answers) if answers is not None else None,
-        stdin=None if answers is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        timeout=BAKE_TIMEOUT,
-        check=False,
+    typed = "".join(f"{answer}\n" for answer in answers) if answers is not None else None
+    completed = run_captured(
+        command, workdir, clean_env(env, unset_prefixes), BAKE_TIMEOUT, typed=typed
     )
     project_slug = slug or (extra_context or {}).get("project_slug", DEFAULT_SLUG)
     return Bake(
@@ -209,17 +206,7 @@ def run_rendered_hook(
     script_dir.mkdir(parents=True, exist_ok=True)
     script = script_dir / f"{name}.py"
     script.write_text(render_hook(name, context), encoding="utf-8")
-    return subprocess.run(
-        [sys.executable, str(script)],
-        cwd=cwd,
-        env=clean_env(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=BAKE_TIMEOUT,
-        check=False,
-    )
+    return run_captured([sys.executable, str(script)], cwd, clean_env(env), BAKE_TIMEOUT)
 
 
 def is_ignored(relative: Path) -> bool:
@@ -329,14 +316,28 @@ def run_in_project(
             "PATH": os.pathsep.join([str(venv / "bin"), os.environ.get("PATH", "")]),
         }
     )
+    return run_captured([str(part) for part in command], project_dir, env, timeout)
+
+
+def run_captured(
+    command: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: int,
+    typed: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run with `typed` as its input (else none); stdout and stderr together as text, bytes
+    that are not UTF-8 replaced, whatever the exit status."""
     return subprocess.run(
-        [str(part) for part in command],
-        cwd=project_dir,
+        command,
+        cwd=cwd,
         env=env,
-        stdin=subprocess.DEVNULL,
+        input=typed,
+        stdin=None if typed is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        errors="replace",
         timeout=timeout,
         check=False,
     )

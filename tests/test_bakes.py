@@ -19,6 +19,7 @@ import pytest
 from bakery import (
     DEFAULT_SLUG,
     HOSTILE_NAME,
+    QUESTIONS,
     TEMPLATE_DIR,
     Bake,
     bake,
@@ -165,7 +166,7 @@ class TestHostileProjectName(BakeChecks):
 
     slug = "robert_service"
     # project_name, project_slug, then the defaults for every other question.
-    answers = (HOSTILE_NAME, "robert_service", "", "", "", "", "", "", "", "")
+    answers = (HOSTILE_NAME, "robert_service", *[""] * (len(QUESTIONS) - 2))
     allowed_literals = ("{{ x }}",)
 
     def test_name_is_in_the_readme(self, project: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -11,7 +12,14 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from bakery import HOOKS_DIR, HOSTILE_NAME, VALID_ANSWERS, render_hook, run_rendered_hook
+from bakery import (
+    HOOKS_DIR,
+    HOSTILE_NAME,
+    PROJECT_TEMPLATE_DIR,
+    VALID_ANSWERS,
+    render_hook,
+    run_rendered_hook,
+)
 
 
 def load_hook(name: str) -> ModuleType:
@@ -106,6 +114,20 @@ def test_invalid_slugs_are_explained_on_one_line(slug: str) -> None:
     assert isinstance(problem, str)
     assert problem.startswith("project_slug")
     assert "\n" not in problem
+
+
+def test_every_dependency_and_top_level_package_is_a_reserved_slug() -> None:
+    """A project named like one of its own dependencies or folders would shadow it."""
+    pyproject = (PROJECT_TEMPLATE_DIR / "pyproject.toml").read_text(encoding="utf-8")
+    requirements = re.findall(r'^\s*"([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?>=', pyproject, re.M)
+    names = {name.lower().replace("-", "_").replace(".", "_") for name in requirements}
+    folders = {
+        path.name
+        for path in PROJECT_TEMPLATE_DIR.iterdir()
+        if path.is_dir() and not path.name.startswith(".")
+    }
+    assert len(names) > 20  # the pattern found the dependency lists of every option
+    assert names | folders <= pre.RESERVED_SLUGS, sorted((names | folders) - pre.RESERVED_SLUGS)
 
 
 def test_slug_message_suggests_a_valid_slug() -> None:

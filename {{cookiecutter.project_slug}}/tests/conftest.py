@@ -7,14 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
 from tests import databases
-from tests.databases import alembic_config
 
 # The run's settings, fixed before the app is imported: nothing from the developer's shell or
 # `.env` may change what the tests see.
@@ -67,16 +65,8 @@ def pytest_report_header() -> str | None:
 @pytest.fixture(scope="session")
 def migrated_database() -> Iterator[str]:
     """The schema is built by the migrations themselves, so every run tests them."""
-    reason = databases.unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    url = get_settings().DATABASE_URL
-    databases.create_database(url)
-    try:
-        command.upgrade(alembic_config(url), "head")
+    with databases.scratch_database(get_settings().DATABASE_URL, migrated=True) as url:
         yield url
-    finally:
-        databases.drop_database(url)
 
 
 # The served app's body limit, small so its 413 tests send little.
@@ -89,7 +79,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     env = {"MAX_REQUEST_BODY_BYTES": str(SERVED_BODY_LIMIT)}
     with (
-        databases.migrated_scratch_database("server") as url,
+        databases.scratch_database(databases.new_database_url("server"), migrated=True) as url,
         serve(url, log_path, env=env) as served,
     ):
         yield served.base_url, log_path
@@ -98,10 +88,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
 @pytest.fixture
 def empty_database() -> Iterator[str]:
     """A new database with no tables, for a test that needs one of its own; dropped after."""
-    reason = databases.unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    with databases.scratch_database("scratch") as url:
+    with databases.scratch_database(databases.new_database_url("scratch")) as url:
         yield url
 
 

@@ -137,23 +137,16 @@ def alembic_config(database_url: str) -> Config:
 
 
 @contextmanager
-def migrated_scratch_database(label: str) -> Iterator[str]:
-    """A database built by `alembic upgrade head`, dropped afterwards; skips the test where
-    the database server cannot be reached."""
+def scratch_database(url: str, *, migrated: bool = False) -> Iterator[str]:
+    """Create the database at `url` (built by `alembic upgrade head` when `migrated`), yield
+    its URL, and drop it afterwards. Skips the test where the database cannot be reached."""
     reason = unavailable_reason()
     if reason:
         pytest.skip(reason)
-    with scratch_database(label) as url:
-        command.upgrade(alembic_config(url), "head")
-        yield url
-
-
-@contextmanager
-def scratch_database(label: str) -> Iterator[str]:
-    """An empty database for one test or module, dropped afterwards; yields its URL."""
-    url = new_database_url(label)
     create_database(url)
     try:
+        if migrated:
+            command.upgrade(alembic_config(url), "head")
         yield url
     finally:
         drop_database(url)

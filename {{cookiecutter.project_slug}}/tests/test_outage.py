@@ -90,7 +90,7 @@ class Outage:
 @pytest.fixture(scope="module")
 def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Outage]]:
     log_path = tmp_path_factory.mktemp("outage") / "server.log"
-    with databases.migrated_scratch_database("outage") as url:
+    with databases.scratch_database(databases.new_database_url("outage"), migrated=True) as url:
         real = make_url(url)
         proxy = Outage(real.host or "127.0.0.1", real.port or 5432)
         proxy.restore()

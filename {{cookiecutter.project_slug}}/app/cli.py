@@ -47,11 +47,16 @@ async def create_admin(email: str, password: str, full_name: str | None) -> str:
             if existing is None:
                 await service.create_user(session, data=data, role=Role.ADMIN)
                 return f"created admin {data.email}"
-            if existing.is_admin:
+            if existing.is_admin and existing.is_active:
                 return f"{data.email} is already an admin; nothing changed"
+            done = (
+                f"reactivated admin {data.email}"
+                if existing.is_admin
+                else (f"promoted {data.email} to admin")
+            )
             existing.role = Role.ADMIN
             existing.is_active = True
-            return f"promoted {data.email} to admin"
+            return f"{done} (the existing password is kept)"
     finally:
         await engine.dispose()
 

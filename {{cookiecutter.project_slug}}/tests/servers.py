@@ -51,7 +51,8 @@ def serve(
         **(env or {}),
     }
     command = [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port)]
-    command += ["--no-access-log", "--workers", str(workers)]
+    # TRUSTED_PROXIES alone decides whose X-Forwarded-For is believed (README, "Client address").
+    command += ["--no-access-log", "--no-proxy-headers", "--workers", str(workers)]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command, cwd=PROJECT_DIR, env=environment, stdout=log, stderr=subprocess.STDOUT

@@ -3,7 +3,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from alembic import command
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app import cli
 from app.core.config import get_settings
@@ -112,8 +112,26 @@ def test_create_admin_promotes_an_existing_user(
     assert asyncio.run(_role_of(cli_database, "member@example.com")) is Role.USER
 
     cli.main(["member@example.com"])
-    assert capsys.readouterr().out.strip() == "promoted member@example.com to admin"
+    assert capsys.readouterr().out.strip() == (
+        "promoted member@example.com to admin (the existing password is kept)"
+    )
     assert asyncio.run(_role_of(cli_database, "member@example.com")) is Role.ADMIN
+
+
+def test_create_admin_reactivates_a_deactivated_admin(
+    cli_database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command that recovers admin access must also recover a locked-out admin."""
+    monkeypatch.setenv("ADMIN_PASSWORD", "a long admin password")
+    cli.main(["root@example.com"])
+    asyncio.run(_set_active(cli_database, "root@example.com", active=False))
+    capsys.readouterr()
+
+    cli.main(["root@example.com"])
+    assert capsys.readouterr().out.strip() == (
+        "reactivated admin root@example.com (the existing password is kept)"
+    )
+    assert asyncio.run(_is_active(cli_database, "root@example.com")) is True
 
 
 def test_create_admin_prompts_and_refuses_a_mistyped_repeat(
@@ -127,6 +145,24 @@ def test_create_admin_prompts_and_refuses_a_mistyped_repeat(
         cli.main(["root@example.com"])
     assert "do not match" in str(exited.value.code)
     assert asyncio.run(_role_of(cli_database, "root@example.com")) is None
+
+
+async def _set_active(url: str, email: str, *, active: bool) -> None:
+    engine = create_engine(get_settings(), url=url)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            await session.execute(update(User).where(User.email == email).values(is_active=active))
+    finally:
+        await engine.dispose()
+
+
+async def _is_active(url: str, email: str) -> bool | None:
+    engine = create_engine(get_settings(), url=url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            return await session.scalar(select(User.is_active).where(User.email == email))
+    finally:
+        await engine.dispose()
 
 
 async def _create_plain_user(url: str, email: str) -> None:

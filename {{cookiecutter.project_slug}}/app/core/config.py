@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 {%- if cookiecutter.use_redis %}
 from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
 {%- else %}
 from typing import Annotated, Self
 {%- endif %}
@@ -44,8 +45,9 @@ DEFAULT_DATABASE_URL = f"sqlite+aiosqlite:///{PROJECT_DIR / 'app.db'}"
 {%- endif %}
 
 # A value nobody should deploy: allowed locally, refused in production.
-DEFAULT_SECRET_KEY = "insecure-local-secret-change-me"
-MIN_SECRET_BYTES = 32
+DEFAULT_SECRET_KEY = "insecure-local-development-secret-change-me"
+# RFC 7518, section 3.2: an HMAC key at least as long as the hash it keys.
+MIN_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 # The key id that access tokens signed with SECRET_KEY carry, when JWT_KEYS is not set.
 SECRET_KEY_KID = "main"
 _KID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -132,8 +134,14 @@ class Settings(BaseSettings):
     @field_validator("REDIS_URL")
     @classmethod
     def _check_redis_url(cls, url: str) -> str:
-        if not url.startswith(("redis://", "rediss://")):
-            raise ValueError("must be a Redis URL such as redis://127.0.0.1:6379/0")
+        message = "must be a Redis URL such as redis://127.0.0.1:6379/0"
+        parts = urlsplit(url)
+        if parts.scheme not in {"redis", "rediss"} or not parts.hostname:
+            raise ValueError(message)
+        try:
+            parts.port  # noqa: B018 - raises for a port that is not a number in range
+        except ValueError:
+            raise ValueError(message) from None
         return url
 {%- endif %}
 
@@ -286,23 +294,20 @@ class Settings(BaseSettings):
     def _refuse_unsafe_production(self) -> Self:
         if self.ENVIRONMENT is not Environment.PRODUCTION:
             return self
-        secret = self.SECRET_KEY.get_secret_value()
-        if secret == DEFAULT_SECRET_KEY:
+        # The keys that sign and verify: JWT_KEYS when set, else SECRET_KEY alone.
+        if self.JWT_KEYS:
+            keys = {f"JWT_KEYS key {kid!r}": key for kid, key in self.JWT_KEYS.items()}
+        elif self.SECRET_KEY.get_secret_value() == DEFAULT_SECRET_KEY:
             raise ValueError("SECRET_KEY must be set in production")
-        if len(secret.encode()) < MIN_SECRET_BYTES:
-            raise ValueError(f"SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes in production")
-        for kid, key in self.JWT_KEYS.items():
-            if len(key.get_secret_value().encode()) < MIN_SECRET_BYTES:
-                raise ValueError(
-                    f"JWT_KEYS key {kid!r} must be at least {MIN_SECRET_BYTES} bytes in production"
-                )
+        else:
+            keys = {"SECRET_KEY": self.SECRET_KEY}
+        minimum = MIN_KEY_BYTES[self.JWT_ALGORITHM]
+        for name, key in keys.items():
+            if len(key.get_secret_value().encode()) < minimum:
+                raise ValueError(f"{name} must be at least {minimum} bytes in production")
         if "*" in self.CORS_ORIGINS:
             raise ValueError("CORS_ORIGINS may not contain '*' in production")
-        return self
-
-    @model_validator(mode="after")
-    def _require_hosts_in_production(self) -> Self:
-        if self.ENVIRONMENT is Environment.PRODUCTION and "*" in self.ALLOWED_HOSTS:
+        if "*" in self.ALLOWED_HOSTS:
             raise ValueError("ALLOWED_HOSTS must list the API's host names in production")
         return self
 

@@ -42,29 +42,35 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit():
+        if declared is not None and declared.isascii() and declared.isdigit():
             if int(declared) > self.max_bytes:
                 await self._refuse(scope, receive, send)
             else:
                 await self.app(scope, receive, send)
             return
 
-        messages: list[Message] = []
-        size = 0
+        # Gathered into one buffer and handed on as one message: the body costs its own size,
+        # however many chunks it came in.
+        body = bytearray()
         while True:
             message = await receive()
-            messages.append(message)
             if message["type"] != "http.request":
-                break
-            size += len(message.get("body", b""))
-            if size > self.max_bytes:
+                break  # the client went away: the app gets that message instead of a body
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
                 await self._refuse(scope, receive, send)
                 return
             if not message.get("more_body", False):
+                message = {"type": "http.request", "body": bytes(body), "more_body": False}
                 break
+        first: Message | None = message
 
         async def replay() -> Message:
-            return messages.pop(0) if messages else await receive()
+            nonlocal first
+            if first is None:
+                return await receive()
+            handed, first = first, None
+            return handed
 
         await self.app(scope, replay, send)
 

@@ -6,6 +6,7 @@ limit the answer is a 429 with `Retry-After`. When the storage fails, RATE_LIMIT
 decides: let requests through (one warning per outage) or refuse them with 503.
 """
 
+import asyncio
 import hashlib
 import logging
 import math
@@ -25,6 +26,11 @@ from app.core.config import Settings
 from app.core.errors import RateLimitUnavailable, TooManyRequests
 
 logger = logging.getLogger(__name__)
+
+# Seconds a failed storage is left alone before it is tried again, and the most a readiness
+# check waits for it.
+STORAGE_RETRY_SECONDS = 1.0
+STORAGE_CHECK_TIMEOUT = 0.5
 
 Network = IPv4Network | IPv6Network
 
@@ -78,13 +84,8 @@ class RateLimiter:
             "login_username": parse_many(settings.RATE_LIMIT_LOGIN_USERNAME),
             "register": parse_many(settings.RATE_LIMIT_REGISTER),
         }
-        base = storage.base_exceptions
-        self._errors: tuple[type[Exception], ...] = (
-            StorageError,
-            OSError,
-            *(base if isinstance(base, tuple) else (base,)),
-        )
         self._storage_down = False
+        self._retry_at = 0.0
 
     def client_address(self, request: Request) -> str:
         peer = request.client.host if request.client else "unknown"
@@ -94,6 +95,10 @@ class RateLimiter:
 
     async def hit(self, name: str, key: str) -> None:
         """Count one request of limit `name` for `key`; raise TooManyRequests past the limit."""
+        if self._resting():
+            if not self.fail_open:
+                raise RateLimitUnavailable
+            return
         try:
             refused = [
                 item for item in self.limits[name] if not await self.window.hit(item, name, key)
@@ -101,7 +106,7 @@ class RateLimiter:
             resets = [
                 (await self.window.get_window_stats(item, name, key)).reset_time for item in refused
             ]
-        except self._errors as error:
+        except StorageError as error:
             self._storage_failed(error)
             return
         if self._storage_down:
@@ -111,10 +116,18 @@ class RateLimiter:
             raise TooManyRequests(retry_after=max(1, math.ceil(max(resets) - time.time())))
 
     async def storage_reachable(self) -> bool:
-        try:
-            return await self.storage.check()
-        except self._errors:
+        if self._resting():
             return False
+        try:
+            async with asyncio.timeout(STORAGE_CHECK_TIMEOUT):
+                return await self.storage.check()
+        except TimeoutError:
+            return False
+
+    def _resting(self) -> bool:
+        """After a failure the storage is left alone for a while: a Redis that hangs would
+        otherwise hold every request for its full timeout (and its client's retries)."""
+        return self._storage_down and time.monotonic() < self._retry_at
 
     def close(self) -> None:
         """Drop the storage's open connections (Redis has some; memory has none)."""
@@ -124,6 +137,7 @@ class RateLimiter:
             pool.disconnect()
 
     def _storage_failed(self, error: Exception) -> None:
+        self._retry_at = time.monotonic() + STORAGE_RETRY_SECONDS
         if not self._storage_down:
             self._storage_down = True
             action = "letting requests through" if self.fail_open else "refusing requests with 503"

@@ -227,8 +227,14 @@ class TestClaims:
     async def test_refresh_type_claim(self, client: AsyncClient, user: User) -> None:
         assert_refused(await me(client, forge(claims_for(user, type="refresh"))))
 
-    async def test_version_as_a_string(self, client: AsyncClient, user: User) -> None:
-        assert_refused(await me(client, forge(claims_for(user, ver=str(user.token_version)))))
+    @pytest.mark.parametrize("spelling", [str, bool], ids=["string", "boolean"])
+    async def test_version_of_another_type(
+        self, client: AsyncClient, user: User, spelling: Callable[[int], object]
+    ) -> None:
+        """ "0" and false are not version 0, though false == 0 in Python."""
+        assert user.token_version == 0
+        version = spelling(user.token_version)
+        assert_refused(await me(client, forge(claims_for(user, ver=version))))
 
     @pytest.mark.parametrize("sub", ["not-a-uuid", str(uuid.uuid4())], ids=["malformed", "nobody"])
     async def test_subject_is_no_user(self, client: AsyncClient, user: User, sub: str) -> None:
@@ -375,7 +381,7 @@ class TestHeader:
         """The same against uvicorn, whose header limits are what a client really meets."""
         base_url, _ = server
         with httpx.Client(base_url=base_url) as live:
-            email = "big-token@example.com"
+            email = f"big-token-{uuid.uuid4().hex[:8]}@example.com"
             registered = live.post(
                 "/api/v1/auth/register", json={"email": email, "password": DEFAULT_PASSWORD}
             )

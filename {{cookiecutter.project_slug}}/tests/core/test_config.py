@@ -211,6 +211,25 @@ def test_production_refuses_a_short_jwt_key() -> None:
     assert strong.jwt_signing_kid == "new"
 
 
+def test_production_with_jwt_keys_needs_no_secret_key() -> None:
+    """SECRET_KEY signs nothing once JWT_KEYS is set, so production does not ask for it."""
+    settings = _settings(
+        ENVIRONMENT="production", ALLOWED_HOSTS="api.test", JWT_KEYS=f"a:{STRONG_SECRET}"
+    )
+    assert settings.jwt_signing_kid == "a"
+
+
+@pytest.mark.parametrize(("algorithm", "minimum"), [("HS384", 48), ("HS512", 64)])
+def test_production_keys_are_as_long_as_the_hash(algorithm: str, minimum: int) -> None:
+    short = "k" * (minimum - 1)
+    message = _error(**{**PRODUCTION, "SECRET_KEY": short}, JWT_ALGORITHM=algorithm)
+    assert message == (
+        f"invalid configuration: SECRET_KEY must be at least {minimum} bytes in production"
+    )
+    long_enough = _settings(**{**PRODUCTION, "SECRET_KEY": "k" * minimum}, JWT_ALGORITHM=algorithm)
+    assert long_enough.jwt_keys["main"].get_secret_value() == "k" * minimum
+
+
 def test_rate_limits_hardening_lists_and_production_hosts() -> None:
     settings = _settings(
         RATE_LIMIT_LOGIN="5 per minute;50/day",

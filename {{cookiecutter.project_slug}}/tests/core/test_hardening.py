@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient, Response
+from starlette.types import Message, Receive, Scope, Send
 
 from app.core.errors import PROBLEM_JSON
-from app.core.hardening import API_CSP, SWAGGER_CDN
+from app.core.hardening import API_CSP, SWAGGER_CDN, BodySizeLimitMiddleware
 from tests.conftest import client_at
 
 AppWith = Callable[..., FastAPI]
@@ -64,6 +65,48 @@ async def test_bodies_within_the_limit_reach_the_app(app_with: AppWith) -> None:
         )
     assert chunked.status_code == 422  # read in full: the password is too long for the schema
     assert sized.status_code == 201
+
+
+async def test_a_body_in_one_byte_chunks_is_put_back_together(app_with: AppWith) -> None:
+    document = b'{"email": "bytewise@example.com", "password": "long enough"}'
+
+    async def one_byte_at_a_time() -> AsyncIterator[bytes]:
+        for index in range(len(document)):
+            yield document[index : index + 1]
+
+    async with client_at(app_with(MAX_REQUEST_BODY_BYTES=1024)) as client:
+        response = await client.post(
+            REGISTER, content=one_byte_at_a_time(), headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code == 201, response.text
+    assert response.json()["email"] == "bytewise@example.com"
+
+
+@pytest.mark.parametrize("declared", ["\u00b2", "12x", "-1", ""])
+async def test_a_content_length_that_is_not_a_number_is_read_as_chunks(declared: str) -> None:
+    """A Content-Length such as "²" passes str.isdigit() but not int(): never a 500."""
+    seen: list[bytes] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append((await receive())["body"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    parts = iter([b"ab", b"cd"])
+
+    async def receive() -> Message:
+        chunk = next(parts)
+        return {"type": "http.request", "body": chunk, "more_body": chunk != b"cd"}
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "headers": [(b"content-length", declared.encode("latin-1"))]}
+    await BodySizeLimitMiddleware(app, max_bytes=1024)(scope, receive, send)
+    assert seen == [b"abcd"]
+    assert sent[0]["status"] == 204
 
 
 @pytest.mark.parametrize(

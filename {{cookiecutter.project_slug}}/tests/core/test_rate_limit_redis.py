@@ -60,7 +60,17 @@ def _log(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
 
 
-@pytest.mark.parametrize("url", ["127.0.0.1:6379", "http://127.0.0.1:6379", "memory://"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "127.0.0.1:6379",
+        "http://127.0.0.1:6379",
+        "memory://",
+        "redis://127.0.0.1:notaport/0",
+        "redis://127.0.0.1:99999/0",
+        "redis:///0",
+    ],
+)
 def test_redis_url_must_be_a_redis_url(url: str) -> None:
     with pytest.raises(ValidationError) as caught:
         Settings(REDIS_URL=url)
@@ -91,7 +101,11 @@ def test_two_server_processes_share_the_limit(
         serve(empty_database, tmp_path / "two.log", env=env) as served_two,
     ):
         one, two = served_one.base_url, served_two.base_url
-        responses = [httpx.get(f"{(one, two)[n % 2]}{ME}") for n in range(30)]
+        # Each request claims another address: with no trusted proxy, nobody is believed.
+        responses = [
+            httpx.get(f"{(one, two)[n % 2]}{ME}", headers={"X-Forwarded-For": f"198.51.100.{n}"})
+            for n in range(30)
+        ]
     statuses = [response.status_code for response in responses]
     allowed = sum(status == 401 for status in statuses)
     limited = sum(status == 429 for status in statuses)
@@ -122,6 +136,13 @@ def _redis_server(port: int, workdir: Path) -> Iterator[None]:
         process.wait(timeout=10)
 
 
+def _wait_until_ready(base_url: str) -> None:
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{base_url}/api/v1/health/ready").json() != {"status": "ok"}:
+        assert time.monotonic() < deadline, f"{base_url} did not see Redis come back"
+        time.sleep(0.1)
+
+
 def test_a_redis_outage_fails_open_or_closed_as_configured_and_recovers(
     tmp_path: Path, empty_database: str
 ) -> None:
@@ -146,9 +167,11 @@ def test_a_redis_outage_fails_open_or_closed_as_configured_and_recovers(
         down_closed = httpx.get(f"{fail_closed}{ME}")
         closed_ready = httpx.get(f"{fail_closed}/api/v1/health/ready")
         with _redis_server(port, tmp_path):
+            # A failed storage is left alone for a moment; readiness says when it is back.
+            _wait_until_ready(fail_open)
+            _wait_until_ready(fail_closed)
             back = [httpx.get(f"{fail_open}{ME}").status_code for _ in range(5)]
             back_closed = httpx.get(f"{fail_closed}{ME}").status_code
-        time.sleep(0.2)  # let the last log lines reach the files
     logger.info(
         "outage: up=%s open=%s ready=%s closed=%s closed_ready=%s back=%s closed_back=%s",
         up,

@@ -68,8 +68,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         message = asyncio.run(create_admin(args.email, _read_password(), args.full_name))
-    except SystemExit:
-        raise
     except Exception as error:
         if isinstance(error, SQLAlchemyError) and is_database_unavailable(error):
             raise SystemExit(

@@ -3,7 +3,7 @@
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.exceptions import InvalidCredentials, InvalidRefreshToken, RefreshTokenReused
@@ -65,12 +65,16 @@ async def _find(session: AsyncSession, refresh_token: str) -> RefreshToken:
     return stored
 
 
-async def _revoke_family(session: AsyncSession, family_id: uuid.UUID) -> None:
-    await session.execute(
+async def _revoke(session: AsyncSession, *where: ColumnElement[bool]) -> int:
+    """Revoke the live refresh tokens that match; returns how many were live."""
+    result = await session.execute(
         update(RefreshToken)
-        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .where(*where, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=datetime.now(UTC))
+        .execution_options(synchronize_session=False)
     )
+    revoked: int = result.rowcount  # type: ignore[attr-defined]
+    return revoked
 
 
 async def rotate_refresh_token(session: AsyncSession, *, refresh_token: str) -> TokenPair:
@@ -78,14 +82,8 @@ async def rotate_refresh_token(session: AsyncSession, *, refresh_token: str) -> 
     stored = await _find(session, refresh_token)
     # Spend it atomically: of two requests racing with one token, only one gets a new pair,
     # and a token that was already spent (or logged out) is a replay.
-    claimed = await session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.id == stored.id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=datetime.now(UTC))
-        .execution_options(synchronize_session=False)
-    )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
-        await _revoke_family(session, stored.family_id)
+    if await _revoke(session, RefreshToken.id == stored.id) != 1:
+        await _revoke(session, RefreshToken.family_id == stored.family_id)
         raise RefreshTokenReused
     if stored.expires_at <= datetime.now(UTC):
         raise InvalidRefreshToken
@@ -98,15 +96,11 @@ async def rotate_refresh_token(session: AsyncSession, *, refresh_token: str) -> 
 async def revoke_session(session: AsyncSession, *, refresh_token: str) -> None:
     """Log out: every token of this login stops working. Repeating it is harmless."""
     stored = await _find(session, refresh_token)
-    await _revoke_family(session, stored.family_id)
+    await _revoke(session, RefreshToken.family_id == stored.family_id)
 
 
 async def revoke_all_sessions(session: AsyncSession, *, user: User) -> None:
     """Log out everywhere: every access and refresh token of the user stops working."""
     user.token_version += 1
-    await session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=datetime.now(UTC))
-    )
+    await _revoke(session, RefreshToken.user_id == user.id)
     await session.flush()

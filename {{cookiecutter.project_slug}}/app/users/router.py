@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, status
 
-from app.auth.dependencies import AdminUser, CurrentUser, get_admin_user
+from app.auth.dependencies import CurrentUser, get_admin_user
 from app.core.errors import problem_responses
 from app.core.schemas import Page, PageQuery
 from app.db.session import SessionDep
@@ -29,9 +29,7 @@ async def update_me(session: SessionDep, user: CurrentUser, data: UserUpdateMe) 
     return UserRead.model_validate(user)
 
 
-async def get_user_by_id(
-    session: SessionDep, admin: AdminUser, user_id: Annotated[uuid.UUID, Path()]
-) -> User:
+async def get_user_by_id(session: SessionDep, user_id: Annotated[uuid.UUID, Path()]) -> User:
     return await service.get_user(session, user_id=user_id)
 
 

@@ -114,8 +114,14 @@ class Settings(BaseSettings):
     # joined by ";" ("10/minute;100/day"). Each counts requests in a moving window.
     RATE_LIMIT_DEFAULT: str = "120/minute"  # every API route but health, per client address
     RATE_LIMIT_LOGIN: str = "20/minute"  # login attempts per client address
-    RATE_LIMIT_LOGIN_USERNAME: str = "5/minute"  # login attempts per username, any address
+    # Failed logins per username. Past it, login for that username is refused (429) only from
+    # addresses that have failed too: the owner, from an address of their own, still gets in.
+    RATE_LIMIT_LOGIN_USERNAME: str = "5/minute"
+    # Wrong `current_password` on PATCH /users/me per user, refused the same way.
+    RATE_LIMIT_CURRENT_PASSWORD: str = "5/minute"
     RATE_LIMIT_REGISTER: str = "10/hour"  # registrations per client address
+    # An IPv6 client counts by its network of this many bits (a /64 is one customer's).
+    RATE_LIMIT_IPV6_PREFIX: int = Field(default=64, ge=32, le=128)
     # When the limit storage fails: true lets requests through (one warning logged per
     # outage), false refuses them with 503 until it is back.
     RATE_LIMIT_FAIL_OPEN: bool = True
@@ -157,7 +163,11 @@ class Settings(BaseSettings):
         return "async+memory://", {}
 
     @field_validator(
-        "RATE_LIMIT_DEFAULT", "RATE_LIMIT_LOGIN", "RATE_LIMIT_LOGIN_USERNAME", "RATE_LIMIT_REGISTER"
+        "RATE_LIMIT_DEFAULT",
+        "RATE_LIMIT_LOGIN",
+        "RATE_LIMIT_LOGIN_USERNAME",
+        "RATE_LIMIT_CURRENT_PASSWORD",
+        "RATE_LIMIT_REGISTER",
     )
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:

@@ -37,9 +37,7 @@ async def test_wrong_current_passwords_are_limited_per_user(
     assert await _change(app, GUESSER, admin, "wrong") == 403
 
 
-async def test_a_name_change_is_never_limited(
-    app_with: Callable[..., FastAPI], user: User
-) -> None:
+async def test_a_name_change_is_never_limited(app_with: Callable[..., FastAPI], user: User) -> None:
     app = app_with(RATE_LIMIT_CURRENT_PASSWORD="1/minute")
     assert await _change(app, GUESSER, user, "wrong") == 403
     async with client_at(app, GUESSER) as client:

@@ -1,16 +1,19 @@
-"""Generated files that no generated test reads: the .gitignore and the CI workflow."""
+"""What the generated suite cannot check from inside its own source tree: the .gitignore, the
+CI workflow, and the project installed as a package (not editable) and run from elsewhere."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from bakery import bake
+from bakery import LOCAL_PYTHON, bake, clean_env
 
 VARIANTS = {
     "sqlite": {},
@@ -92,3 +95,66 @@ def test_gitignore_covers_local_state(project: Path, tmp_path: Path) -> None:
         ["git", "check-ignore", "--no-index", *tracked], cwd=repository, check=False
     )
     assert kept.returncode == 1, "a file of the project itself is ignored"
+
+
+# Reads the settings and opens the default database, as the server does when it starts.
+SERVE_LIKE = """
+import asyncio, json, sysconfig
+import app
+from sqlalchemy import text
+from app.core.config import get_settings
+from app.db.session import create_engine
+
+async def connect() -> None:
+    engine = create_engine(get_settings())
+    async with engine.connect() as connection:
+        await connection.execute(text("select 1"))
+    await engine.dispose()
+
+asyncio.run(connect())
+print(json.dumps({
+    "package": app.__file__,
+    "site": sysconfig.get_path("purelib"),
+    "log_level": get_settings().LOG_LEVEL,
+}))
+"""
+
+
+def test_an_installed_project_keeps_env_and_database_in_the_working_directory(
+    tmp_path: Path,
+) -> None:
+    """`uv pip install .` (not editable) into a fresh venv, then run from another folder: the
+    working directory's .env is read and the SQLite file is made there, not in site-packages."""
+    uv = shutil.which("uv") or shutil.which("uv", path=str(Path(sys.executable).parent))
+    if uv is None:
+        pytest.skip("uv is not installed")
+    result = bake(tmp_path / "bake", {"run_tests": "no", "python_version": LOCAL_PYTHON})
+    assert result.returncode == 0, result.describe()
+    venv, work = tmp_path / "venv", tmp_path / "work"
+    # No setting of the service may come from this environment: only the .env under test.
+    example = (result.project_dir / ".env.example").read_text(encoding="utf-8")
+    settings = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", example, flags=re.MULTILINE))
+    env = {key: value for key, value in clean_env().items() if key not in settings}
+    subprocess.run([uv, "venv", "-q", "--python", LOCAL_PYTHON, str(venv)], env=env, check=True)
+    python = venv / "bin" / "python"
+    install = [uv, "pip", "install", "-q", "--python", str(python), str(result.project_dir)]
+    subprocess.run(install, env=env, check=True, timeout=600)
+    work.mkdir()
+    (work / ".env").write_text("LOG_LEVEL=WARNING\n", encoding="utf-8")
+    ran = subprocess.run(
+        [str(python), "-c", SERVE_LIKE],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    seen = json.loads(ran.stdout.splitlines()[-1])
+    site = Path(seen["site"])
+    assert Path(seen["package"]).is_relative_to(site), "the package was not installed"
+    assert seen["log_level"] == "WARNING"
+    assert sorted(path.name for path in work.iterdir()) == [".env", "app.db"]
+    assert list(site.glob("*.db")) == []
+    assert not (site / ".env").exists()

@@ -39,10 +39,15 @@ Network = IPv4Network | IPv6Network
 
 
 def _parse_ip(value: str) -> IPv4Address | IPv6Address | None:
+    """The address in `value`, an IPv4-mapped IPv6 one (`::ffff:192.0.2.1`, as a dual-stack
+    socket reports an IPv4 peer) as its IPv4 address; None for anything else."""
     try:
-        return ip_address(value)
+        address = ip_address(value)
     except ValueError:
         return None
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def forwarded_client(peer: str, forwarded_for: Sequence[str], trusted: Sequence[Network]) -> str:
@@ -81,8 +86,6 @@ def limit_key(address: str, ipv6_prefix: int) -> str:
     if parsed is None:
         return address
     if isinstance(parsed, IPv6Address):
-        if parsed.ipv4_mapped is not None:
-            return str(parsed.ipv4_mapped)
         return str(IPv6Network((int(parsed), ipv6_prefix), strict=False))
     return str(parsed)
 
@@ -150,14 +153,17 @@ class RateLimiter:
         items = self.limits[name]
         try:
             full = [item for item in items if not await self.window.test(item, name, "key", key)]
-            address_failed = False
-            for item in items if full else []:
-                stats = await self.window.get_window_stats(item, name, "address", address)
-                address_failed = address_failed or stats.remaining < item.amount
+            here = [
+                await self.window.get_window_stats(item, name, "address", address)
+                for item in (items if full else [])
+            ]
+            failed_here = any(
+                stats.remaining < item.amount for item, stats in zip(items, here, strict=False)
+            )
             # The key's oldest failure leaving the window is when a try may pass again.
             resets = [
                 (await self.window.get_window_stats(item, name, "key", key)).reset_time
-                for item in (full if address_failed else [])
+                for item in (full if failed_here else [])
             ]
         except StorageError as error:
             self._storage_failed(error)

@@ -155,6 +155,7 @@ async def test_forwarded_for_from_an_untrusted_peer_is_ignored(app_with: AppWith
         ("203.0.113.9", ["198.51.100.1"], "203.0.113.9"),  # untrusted peer
         ("unknown", ["198.51.100.1"], "unknown"),
         ("2001:db8::1", ["198.51.100.1"], "2001:db8::1"),
+        ("::ffff:10.0.0.5", ["198.51.100.1"], "198.51.100.1"),  # a trusted proxy, IPv4-mapped
     ],
 )
 def test_forwarded_client(peer: str, header: list[str], expected: str) -> None:

@@ -29,6 +29,7 @@ TEST_SETTINGS = {
     "RATE_LIMIT_DEFAULT": "100000/minute",
     "RATE_LIMIT_LOGIN": "100000/minute",
     "RATE_LIMIT_LOGIN_USERNAME": "100000/minute",
+    "RATE_LIMIT_CURRENT_PASSWORD": "100000/minute",
     "RATE_LIMIT_REGISTER": "100000/minute",
 {%- if cookiecutter.use_redis %}
     "RATE_LIMIT_STORAGE": "memory",  # tests/core/test_rate_limit_redis.py uses Redis for real

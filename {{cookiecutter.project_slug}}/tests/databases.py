@@ -26,7 +26,8 @@ from sqlalchemy import NullPool, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.core.config import PROJECT_DIR, PROJECT_SLUG
+from app.core.config import PROJECT_SLUG
+from tests import PROJECT_DIR
 
 SERVER_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -98,7 +99,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 
-from app.core.config import PROJECT_DIR
+from tests import PROJECT_DIR
 
 
 def unavailable_reason() -> str | None:

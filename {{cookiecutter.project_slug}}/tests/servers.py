@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.core.config import PROJECT_DIR
+from tests import PROJECT_DIR
 
 START_TIMEOUT = 30.0
 

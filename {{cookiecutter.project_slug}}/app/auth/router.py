@@ -7,7 +7,7 @@ from app.auth import service
 from app.auth.dependencies import CurrentUser
 from app.auth.schemas import LoginFormDep, RefreshRequest, TokenPair
 from app.core.errors import problem_responses
-from app.core.ratelimit import limit_login, limit_register
+from app.core.ratelimit import limit_login, limit_login_failures, limit_register
 from app.db.session import SessionDep
 from app.users import service as users_service
 from app.users.schemas import UserCreate, UserRead
@@ -39,7 +39,11 @@ async def register(session: SessionDep, data: UserCreate) -> UserRead:
     "/login",
     response_model=TokenPair,
     responses=problem_responses(400, 401, 422),
-    dependencies=[Depends(limit_login), Depends(no_store)],
+    dependencies=[
+        Depends(limit_login),
+        Depends(limit_login_failures, scope="function"),
+        Depends(no_store),
+    ],
 )
 async def login(session: SessionDep, form: LoginFormDep) -> TokenPair:
     """Exchange email (`username`) and password for an access and a refresh token."""

@@ -1,4 +1,9 @@
-"""Application settings, read once from the environment and `.env`."""
+"""Application settings, read once from the environment and `.env`.
+
+`.env` and the default SQLite file are found in the working directory, where the service (or
+Alembic, or the CLI) is started, as with any twelve-factor app: never beside the installed
+package, which may sit in a read-only site-packages.
+"""
 
 import json
 import re
@@ -6,7 +11,6 @@ import sys
 from enum import StrEnum
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 {%- if cookiecutter.use_redis %}
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
@@ -27,7 +31,6 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
 # Name and description live in project.json (data, not code), so any text is safe there.
 _PROJECT = json.loads(resources.files("app").joinpath("project.json").read_text("utf-8"))
 PROJECT_NAME: str = _PROJECT["name"]
@@ -41,7 +44,7 @@ DEFAULT_DATABASE_URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{PROJECT_S
 {%- else %}
 DATABASE_DRIVER = "sqlite+aiosqlite"
 DATABASE_URL_EXAMPLE = "sqlite+aiosqlite:///./app.db"
-DEFAULT_DATABASE_URL = f"sqlite+aiosqlite:///{PROJECT_DIR / 'app.db'}"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./app.db"  # app.db in the working directory
 {%- endif %}
 
 # A value nobody should deploy: allowed locally, refused in production.
@@ -63,7 +66,7 @@ class Settings(BaseSettings):
     """Every setting has a safe local default; production refuses the unsafe ones."""
 
     model_config = SettingsConfigDict(
-        env_file=PROJECT_DIR / ".env",
+        env_file=".env",  # in the working directory
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
@@ -114,8 +117,14 @@ class Settings(BaseSettings):
     # joined by ";" ("10/minute;100/day"). Each counts requests in a moving window.
     RATE_LIMIT_DEFAULT: str = "120/minute"  # every API route but health, per client address
     RATE_LIMIT_LOGIN: str = "20/minute"  # login attempts per client address
-    RATE_LIMIT_LOGIN_USERNAME: str = "5/minute"  # login attempts per username, any address
+    # Failed logins per username. Past it, login for that username is refused (429) only from
+    # addresses that have failed too: the owner, from an address of their own, still gets in.
+    RATE_LIMIT_LOGIN_USERNAME: str = "5/minute"
+    # Wrong `current_password` on PATCH /users/me per user, refused the same way.
+    RATE_LIMIT_CURRENT_PASSWORD: str = "5/minute"
     RATE_LIMIT_REGISTER: str = "10/hour"  # registrations per client address
+    # An IPv6 client counts by its network of this many bits (a /64 is one customer's).
+    RATE_LIMIT_IPV6_PREFIX: int = Field(default=64, ge=32, le=128)
     # When the limit storage fails: true lets requests through (one warning logged per
     # outage), false refuses them with 503 until it is back.
     RATE_LIMIT_FAIL_OPEN: bool = True
@@ -157,7 +166,11 @@ class Settings(BaseSettings):
         return "async+memory://", {}
 
     @field_validator(
-        "RATE_LIMIT_DEFAULT", "RATE_LIMIT_LOGIN", "RATE_LIMIT_LOGIN_USERNAME", "RATE_LIMIT_REGISTER"
+        "RATE_LIMIT_DEFAULT",
+        "RATE_LIMIT_LOGIN",
+        "RATE_LIMIT_LOGIN_USERNAME",
+        "RATE_LIMIT_CURRENT_PASSWORD",
+        "RATE_LIMIT_REGISTER",
     )
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:

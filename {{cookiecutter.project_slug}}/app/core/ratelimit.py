@@ -1,9 +1,12 @@
 """Rate limits: a moving window per key, counted by the `limits` library's asyncio API.
 
 Routes spend hits through small dependencies (`limit_default`, `limit_login`, `limit_register`)
-keyed by the client address (`client_address`) and, for login, also by the username. Past the
-limit the answer is a 429 with `Retry-After`. When the storage fails, RATE_LIMIT_FAIL_OPEN
-decides: let requests through (one warning per outage) or refuse them with 503.
+keyed by the client address (`client_key`: an IPv6 client counts by its network, a /64 by
+default). Password checks are limited by their failures instead (`limit_failures`): a username
+or user with too many recent failures is refused only from addresses that have failed too, so
+nobody can lock an account's owner out by guessing wrong on purpose. Past a limit the answer is
+a 429 with `Retry-After`. When the storage fails, RATE_LIMIT_FAIL_OPEN decides: let requests
+through (one warning per outage) or refuse them with 503.
 """
 
 import asyncio
@@ -11,7 +14,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import Annotated
 
@@ -23,7 +26,7 @@ from limits.errors import StorageError
 from limits.storage import storage_from_string
 
 from app.core.config import Settings
-from app.core.errors import RateLimitUnavailable, TooManyRequests
+from app.core.errors import RateLimitUnavailable, TooManyRequests, Unauthorized
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +39,15 @@ Network = IPv4Network | IPv6Network
 
 
 def _parse_ip(value: str) -> IPv4Address | IPv6Address | None:
+    """The address in `value`, an IPv4-mapped IPv6 one (`::ffff:192.0.2.1`, as a dual-stack
+    socket reports an IPv4 peer) as its IPv4 address; None for anything else."""
     try:
-        return ip_address(value)
+        address = ip_address(value)
     except ValueError:
         return None
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def forwarded_client(peer: str, forwarded_for: Sequence[str], trusted: Sequence[Network]) -> str:
@@ -67,6 +75,21 @@ def forwarded_client(peer: str, forwarded_for: Sequence[str], trusted: Sequence[
     return client
 
 
+def limit_key(address: str, ipv6_prefix: int) -> str:
+    """The key a client address counts under.
+
+    An IPv6 client is usually given a whole /64 (or more) and may pick any address in it, so an
+    IPv6 address counts as its network of `ipv6_prefix` bits. An IPv4-mapped IPv6 address
+    (`::ffff:192.0.2.1`, as dual-stack sockets report IPv4 peers) counts as its IPv4 address.
+    """
+    parsed = _parse_ip(address)
+    if parsed is None:
+        return address
+    if isinstance(parsed, IPv6Address):
+        return str(IPv6Network((int(parsed), ipv6_prefix), strict=False))
+    return str(parsed)
+
+
 class RateLimiter:
     """The named limits of this app, counted in one storage (memory or Redis)."""
 
@@ -78,11 +101,14 @@ class RateLimiter:
         self.window = MovingWindowRateLimiter(self.storage)
         self.fail_open = settings.RATE_LIMIT_FAIL_OPEN
         self.trusted_proxies: tuple[Network, ...] = tuple(settings.TRUSTED_PROXIES)
+        self.ipv6_prefix = settings.RATE_LIMIT_IPV6_PREFIX
         self.limits: dict[str, list[RateLimitItem]] = {
             "default": parse_many(settings.RATE_LIMIT_DEFAULT),
             "login": parse_many(settings.RATE_LIMIT_LOGIN),
-            "login_username": parse_many(settings.RATE_LIMIT_LOGIN_USERNAME),
             "register": parse_many(settings.RATE_LIMIT_REGISTER),
+            # Failures, not attempts (see `limit_failures`).
+            "login_failure": parse_many(settings.RATE_LIMIT_LOGIN_USERNAME),
+            "current_password_failure": parse_many(settings.RATE_LIMIT_CURRENT_PASSWORD),
         }
         self._storage_down = False
         self._retry_at = 0.0
@@ -92,6 +118,10 @@ class RateLimiter:
         return forwarded_client(
             peer, request.headers.getlist("x-forwarded-for"), self.trusted_proxies
         )
+
+    def client_key(self, request: Request) -> str:
+        """The key every per-address limit counts the client under (`limit_key`)."""
+        return limit_key(self.client_address(request), self.ipv6_prefix)
 
     async def hit(self, name: str, key: str) -> None:
         """Count one request of limit `name` for `key`; raise TooManyRequests past the limit."""
@@ -109,11 +139,52 @@ class RateLimiter:
         except StorageError as error:
             self._storage_failed(error)
             return
-        if self._storage_down:
-            self._storage_down = False
-            logger.info("rate limit storage is reachable again")
+        self._storage_answered()
         if resets:
-            raise TooManyRequests(retry_after=max(1, math.ceil(max(resets) - time.time())))
+            raise TooManyRequests(retry_after=_seconds_until(max(resets)))
+
+    async def check_failures(self, name: str, key: str, address: str) -> None:
+        """Raise TooManyRequests when `key` has had too many failures of `name` in its window
+        and `address` has failed at least once in it too. Spends no hit."""
+        if self._resting():
+            if not self.fail_open:
+                raise RateLimitUnavailable
+            return
+        items = self.limits[name]
+        try:
+            full = [item for item in items if not await self.window.test(item, name, "key", key)]
+            here = [
+                await self.window.get_window_stats(item, name, "address", address)
+                for item in (items if full else [])
+            ]
+            failed_here = any(
+                stats.remaining < item.amount for item, stats in zip(items, here, strict=False)
+            )
+            # The key's oldest failure leaving the window is when a try may pass again.
+            resets = [
+                (await self.window.get_window_stats(item, name, "key", key)).reset_time
+                for item in (full if failed_here else [])
+            ]
+        except StorageError as error:
+            self._storage_failed(error)
+            return
+        self._storage_answered()
+        if resets:
+            raise TooManyRequests(retry_after=_seconds_until(max(resets)))
+
+    async def record_failure(self, name: str, key: str, address: str) -> None:
+        """Count one failure of `name` for `key` and for `address`. Never raises: the request
+        has failed already, and that answer stands."""
+        if self._resting():
+            return
+        try:
+            for item in self.limits[name]:
+                await self.window.hit(item, name, "key", key)
+                await self.window.hit(item, name, "address", address)
+        except StorageError as error:
+            self._storage_failed(error, refuse=False)
+            return
+        self._storage_answered()
 
     async def storage_reachable(self) -> bool:
         if self._resting():
@@ -136,7 +207,12 @@ class RateLimiter:
         if pool is not None:
             pool.disconnect()
 
-    def _storage_failed(self, error: Exception) -> None:
+    def _storage_answered(self) -> None:
+        if self._storage_down:
+            self._storage_down = False
+            logger.info("rate limit storage is reachable again")
+
+    def _storage_failed(self, error: Exception, *, refuse: bool = True) -> None:
         self._retry_at = time.monotonic() + STORAGE_RETRY_SECONDS
         if not self._storage_down:
             self._storage_down = True
@@ -146,8 +222,12 @@ class RateLimiter:
                 type(error.__cause__ or error).__name__,
                 action,
             )
-        if not self.fail_open:
+        if refuse and not self.fail_open:
             raise RateLimitUnavailable
+
+
+def _seconds_until(moment: float) -> int:
+    return max(1, math.ceil(moment - time.time()))
 
 
 async def get_rate_limiter(request: Request) -> RateLimiter:
@@ -165,22 +245,67 @@ async def get_client_address(request: Request, limiter: RateLimiterDep) -> str:
 ClientAddress = Annotated[str, Depends(get_client_address)]
 
 
-async def limit_default(limiter: RateLimiterDep, address: ClientAddress) -> None:
+async def get_client_key(request: Request, limiter: RateLimiterDep) -> str:
+    return limiter.client_key(request)
+
+
+ClientKey = Annotated[str, Depends(get_client_key)]
+
+
+async def limit_default(limiter: RateLimiterDep, client: ClientKey) -> None:
     """The default limit of the API, per client address."""
-    await limiter.hit("default", address)
+    await limiter.hit("default", client)
 
 
-async def limit_register(limiter: RateLimiterDep, address: ClientAddress) -> None:
-    await limiter.hit("register", address)
+async def limit_register(limiter: RateLimiterDep, client: ClientKey) -> None:
+    await limiter.hit("register", client)
 
 
-async def limit_login(request: Request, limiter: RateLimiterDep, address: ClientAddress) -> None:
-    """Per address, then per username: the form has been parsed (and cached) by now.
+async def limit_login(limiter: RateLimiterDep, client: ClientKey) -> None:
+    """Login attempts per client address, whatever their outcome."""
+    await limiter.hit("login", client)
 
-    The username is hashed so that no email address is kept in the limit storage.
+
+FailureLimit = Callable[[RateLimiter, str, str | None], AsyncIterator[None]]
+
+
+def limit_failures(
+    name: str, *, key: Callable[..., Awaitable[str | None]], failure: type[Exception]
+) -> FailureLimit:
+    """A dependency that counts the route's failures (`failure` raised by the endpoint) per
+    `key` (a dependency naming the account; None: not counted) and per client address.
+
+    Before the endpoint runs it refuses (429) only when the key has had too many failures in the
+    window of limit `name` AND the client's own address has failed in it: whoever keeps failing
+    is stopped, while the account's owner, from an address with no recent failures, still gets
+    in with the right password. Use it with `scope="function"`, so a failure is counted before
+    its answer is sent.
     """
-    await limiter.hit("login", address)
+
+    async def dependency(
+        limiter: RateLimiterDep, client: ClientKey, subject: Annotated[str | None, Depends(key)]
+    ) -> AsyncIterator[None]:
+        if subject is None:
+            yield
+            return
+        await limiter.check_failures(name, subject, client)
+        try:
+            yield
+        except failure:
+            await limiter.record_failure(name, subject, client)
+            raise
+
+    return dependency
+
+
+async def login_username(request: Request) -> str | None:
+    """The login form's username, normalised and hashed (no email address is kept in the limit
+    storage). The form has been parsed, and cached, by the time this runs."""
     username = (await request.form()).get("username")
     if isinstance(username, str) and username.strip():
-        digest = hashlib.sha256(username.strip().lower().encode()).hexdigest()
-        await limiter.hit("login_username", digest)
+        return hashlib.sha256(username.strip().lower().encode()).hexdigest()
+    return None
+
+
+# Failed logins per username (RATE_LIMIT_LOGIN_USERNAME); any 401 from login is one.
+limit_login_failures = limit_failures("login_failure", key=login_username, failure=Unauthorized)

@@ -7,9 +7,11 @@ from fastapi import APIRouter, Depends, Path, status
 
 from app.auth.dependencies import CurrentUser, get_admin_user
 from app.core.errors import problem_responses
+from app.core.ratelimit import limit_failures
 from app.core.schemas import Page, PageQuery
 from app.db.session import SessionDep
 from app.users import service
+from app.users.exceptions import WrongCurrentPassword
 from app.users.models import User
 from app.users.schemas import UserRead, UserUpdateAdmin, UserUpdateMe
 
@@ -22,7 +24,24 @@ async def read_me(user: CurrentUser) -> UserRead:
     return UserRead.model_validate(user)
 
 
-@router.patch("/me", response_model=UserRead, responses=problem_responses(400, 403, 422))
+async def password_check_key(user: CurrentUser, data: UserUpdateMe) -> str | None:
+    """The user, when the request changes the password (and so checks the current one); a
+    change of name alone is neither counted nor refused."""
+    return str(user.id) if data.password is not None else None
+
+
+# Wrong current passwords per user (RATE_LIMIT_CURRENT_PASSWORD), refused like failed logins.
+limit_current_password_failures = limit_failures(
+    "current_password_failure", key=password_check_key, failure=WrongCurrentPassword
+)
+
+
+@router.patch(
+    "/me",
+    response_model=UserRead,
+    responses=problem_responses(400, 403, 422),
+    dependencies=[Depends(limit_current_password_failures, scope="function")],
+)
 async def update_me(session: SessionDep, user: CurrentUser, data: UserUpdateMe) -> UserRead:
     """Change your name, or your password (with `current_password`; signs out everywhere)."""
     user = await service.update_me(session, user=user, data=data)

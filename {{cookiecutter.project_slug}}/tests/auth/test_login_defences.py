@@ -1,11 +1,15 @@
-"""Login defences: nothing tells an unknown email from a wrong password, and an oversized
-password is refused before any hashing."""
+"""Login defences: nothing tells an unknown email from a wrong password, an oversized
+password is refused before any hashing, and failed logins are limited without locking the
+account's owner out."""
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import argon2
 import pytest
+from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,6 +17,7 @@ from app.core.errors import PROBLEM_JSON
 from app.core.security import hash_password
 from app.users.models import User
 from app.users.schemas import PASSWORD_MAX_LENGTH
+from tests.conftest import client_at
 from tests.factories import DEFAULT_PASSWORD, create_user
 
 REGISTER = "/api/v1/auth/register"
@@ -127,3 +132,67 @@ async def test_a_password_of_the_maximum_length_works(client: AsyncClient) -> No
     assert registered.status_code == 201
     logged_in = await client.post(LOGIN, data={"username": "max@example.com", "password": longest})
     assert logged_in.status_code == 200
+
+
+ATTACKER, OWNER = "198.51.100.66", "203.0.113.10"
+
+
+async def _login_from(app: FastAPI, address: str, email: str, password: str) -> int:
+    async with client_at(app, address) as client:
+        response = await client.post(LOGIN, data={"username": email, "password": password})
+        return response.status_code
+
+
+async def test_wrong_guesses_for_an_account_do_not_lock_its_owner_out(
+    app_with: Callable[..., FastAPI], user: User
+) -> None:
+    """Ten wrong passwords for the victim from one address: that address is refused, even with
+    the right password, while the owner, from an address of their own, logs in."""
+    app = app_with(RATE_LIMIT_LOGIN_USERNAME="5/minute")
+    guesses = [await _login_from(app, ATTACKER, user.email, f"guess {n}") for n in range(10)]
+    assert guesses == [401] * 5 + [429] * 5
+    assert await _login_from(app, OWNER, user.email, DEFAULT_PASSWORD) == 200
+    assert await _login_from(app, ATTACKER, user.email, DEFAULT_PASSWORD) == 429
+    async with client_at(app, ATTACKER) as client:
+        refused = await client.post(
+            LOGIN, data={"username": user.email, "password": DEFAULT_PASSWORD}
+        )
+    assert refused.headers["content-type"] == PROBLEM_JSON
+    assert refused.json()["code"] == "rate_limited"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+
+
+async def test_a_wrong_guess_from_a_new_address_is_counted_there(
+    app_with: Callable[..., FastAPI], user: User
+) -> None:
+    """Spreading guesses over addresses buys one guess per address: each failure marks its
+    address, and a marked address is refused while the account is over its limit."""
+    app = app_with(RATE_LIMIT_LOGIN_USERNAME="2/minute")
+    addresses = [f"198.51.100.{n}" for n in range(1, 4)]
+    assert [await _login_from(app, a, user.email, "wrong") for a in addresses] == [401] * 3
+    assert [await _login_from(app, a, user.email, "wrong") for a in addresses] == [429] * 3
+    assert await _login_from(app, OWNER, user.email, DEFAULT_PASSWORD) == 200
+
+
+async def test_failed_logins_expire_with_their_window(
+    app_with: Callable[..., FastAPI], user: User
+) -> None:
+    app = app_with(RATE_LIMIT_LOGIN_USERNAME="2 per 1 second")
+    assert [await _login_from(app, ATTACKER, user.email, "wrong") for _ in "abc"] == [
+        401,
+        401,
+        429,
+    ]
+    await asyncio.sleep(1.2)
+    assert await _login_from(app, ATTACKER, user.email, "wrong") == 401
+    assert await _login_from(app, ATTACKER, user.email, DEFAULT_PASSWORD) == 200
+
+
+async def test_a_successful_login_is_not_a_failure(
+    app_with: Callable[..., FastAPI], user: User
+) -> None:
+    app = app_with(RATE_LIMIT_LOGIN_USERNAME="2/minute")
+    for _ in range(4):
+        assert await _login_from(app, ATTACKER, user.email, DEFAULT_PASSWORD) == 200
+    statuses = [await _login_from(app, ATTACKER, user.email, "wrong") for _ in "abc"]
+    assert statuses == [401, 401, 429]

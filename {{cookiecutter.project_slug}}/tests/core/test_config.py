@@ -8,11 +8,11 @@ from pydantic import ValidationError
 
 from app.core.config import (
     DEFAULT_SECRET_KEY,
-    PROJECT_DIR,
     SECRET_KEY_KID,
     Settings,
     describe_error,
 )
+from tests import PROJECT_DIR
 
 STRONG_SECRET = "s" * 32
 PRODUCTION = {"ENVIRONMENT": "production", "SECRET_KEY": STRONG_SECRET, "ALLOWED_HOSTS": "api.test"}

@@ -6,11 +6,12 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from httpx import Response
+from pydantic import ValidationError
 from starlette.requests import Request
 
 from app.core.config import Settings
 from app.core.errors import PROBLEM_JSON
-from app.core.ratelimit import RateLimiter, forwarded_client
+from app.core.ratelimit import RateLimiter, forwarded_client, limit_key
 from app.main import create_app
 from app.users.models import User
 from tests.conftest import client_at
@@ -61,14 +62,17 @@ async def test_login_is_limited_per_client_address(app_with: AppWith, user: User
         assert (await client.post(LOGIN, data=good)).status_code == 200
 
 
-async def test_login_is_limited_per_username_whatever_the_address_or_case(
+async def test_failed_logins_are_counted_per_username_whatever_the_case(
     app_with: AppWith,
 ) -> None:
     app = app_with(RATE_LIMIT_LOGIN_USERNAME="2/minute")
     assert (await _login(app, "ada@example.com", "198.51.100.1")).status_code == 401
     assert (await _login(app, " Ada@Example.COM", "198.51.100.2")).status_code == 401
-    _assert_rate_limited(await _login(app, "ADA@example.com", "198.51.100.3"), at_most=60)
-    assert (await _login(app, "grace@example.com", "198.51.100.3")).status_code == 401
+    _assert_rate_limited(await _login(app, "ADA@example.com", "198.51.100.1"), at_most=60)
+    _assert_rate_limited(await _login(app, "ada@example.com ", "198.51.100.2"), at_most=60)
+    # Another username from the same address, and the same one from a clean address, go on.
+    assert (await _login(app, "grace@example.com", "198.51.100.1")).status_code == 401
+    assert (await _login(app, "ada@example.com", "198.51.100.3")).status_code == 401
 
 
 async def test_registration_is_limited_per_client_address(app_with: AppWith) -> None:
@@ -151,6 +155,7 @@ async def test_forwarded_for_from_an_untrusted_peer_is_ignored(app_with: AppWith
         ("203.0.113.9", ["198.51.100.1"], "203.0.113.9"),  # untrusted peer
         ("unknown", ["198.51.100.1"], "unknown"),
         ("2001:db8::1", ["198.51.100.1"], "2001:db8::1"),
+        ("::ffff:10.0.0.5", ["198.51.100.1"], "198.51.100.1"),  # a trusted proxy, IPv4-mapped
     ],
 )
 def test_forwarded_client(peer: str, header: list[str], expected: str) -> None:
@@ -167,3 +172,68 @@ def test_client_address_reads_the_request() -> None:
     }
     assert limiter.client_address(Request(scope)) == "198.51.100.9"
     assert limiter.client_address(Request({**scope, "client": None})) == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("address", "prefix", "expected"),
+    [
+        ("2001:db8:1:2:3:4:5:6", 64, "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2::1", 64, "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:3:4:5:6", 48, "2001:db8:1::/48"),
+        ("2001:db8:1:2:3:4:5:6", 128, "2001:db8:1:2:3:4:5:6/128"),
+        ("::ffff:198.51.100.7", 64, "198.51.100.7"),  # IPv4-mapped: its IPv4 address
+        ("198.51.100.7", 64, "198.51.100.7"),
+        ("198.51.100.7", 32, "198.51.100.7"),  # IPv4 is never grouped
+        ("unknown", 64, "unknown"),
+    ],
+)
+def test_limit_key(address: str, prefix: int, expected: str) -> None:
+    assert limit_key(address, prefix) == expected
+
+
+@pytest.mark.parametrize("prefix", ["31", "129", "sixty-four"])
+def test_ipv6_prefix_is_bounded(prefix: str) -> None:
+    with pytest.raises(ValidationError, match="RATE_LIMIT_IPV6_PREFIX"):
+        _settings(RATE_LIMIT_IPV6_PREFIX=prefix)
+
+
+async def _limited_request(app: FastAPI, limit: str, address: str, n: int) -> int:
+    """One request that spends a hit of `limit` from `address`; its status code."""
+    async with client_at(app, address) as client:
+        if limit == "DEFAULT":
+            response = await client.get(ME)
+        elif limit == "LOGIN":
+            form = {"username": f"guess{n}@example.com", "password": "wrong guess"}
+            response = await client.post(LOGIN, data=form)
+        else:
+            body = {"email": f"new{n}@example.com", "password": "long enough"}
+            response = await client.post(REGISTER, json=body)
+        return response.status_code
+
+
+@pytest.mark.parametrize("limit", ["DEFAULT", "LOGIN", "REGISTER"])
+async def test_ipv6_clients_count_by_their_64_and_mapped_ipv4_as_ipv4(
+    app_with: AppWith, limit: str
+) -> None:
+    app = app_with(**{f"RATE_LIMIT_{limit}": "1/minute"})
+    addresses = [
+        ("2001:db8:1:2::1", False),
+        ("2001:db8:1:2:ffff:ffff:ffff:fffe", True),  # the same /64: the same budget
+        ("2001:db8:1:3::1", False),  # the next /64 has one of its own
+        ("198.51.100.7", False),
+        ("::ffff:198.51.100.7", True),  # the same IPv4 client, seen by a dual-stack socket
+        ("198.51.100.8", False),  # IPv4 addresses are still counted one by one
+    ]
+    for n, (address, limited) in enumerate(addresses):
+        status = await _limited_request(app, limit, address, n)
+        assert (status == 429) is limited, (address, status)
+
+
+async def test_the_ipv6_prefix_is_a_setting(app_with: AppWith) -> None:
+    app = app_with(RATE_LIMIT_DEFAULT="1/minute", RATE_LIMIT_IPV6_PREFIX="128")
+    assert await _limited_request(app, "DEFAULT", "2001:db8::1", 0) == 401
+    assert await _limited_request(app, "DEFAULT", "2001:db8::2", 1) == 401
+    assert await _limited_request(app, "DEFAULT", "2001:db8::1", 2) == 429
+    app = app_with(RATE_LIMIT_DEFAULT="1/minute", RATE_LIMIT_IPV6_PREFIX="48")
+    assert await _limited_request(app, "DEFAULT", "2001:db8:1:2::1", 0) == 401
+    assert await _limited_request(app, "DEFAULT", "2001:db8:1:9::1", 1) == 429

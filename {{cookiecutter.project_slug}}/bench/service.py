@@ -40,8 +40,8 @@ from alembic import command
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.core.config import DATABASE_DRIVER, PROJECT_DIR
-from tests import databases
+from app.core.config import DATABASE_DRIVER
+from tests import PROJECT_DIR, databases
 from tests.servers import free_port
 
 API = "/api/v1"

@@ -9,16 +9,11 @@ from typing import Any, Literal
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
-from sqlalchemy import Connection
+from sqlalchemy import Connection{% if cookiecutter.database == "postgresql" %}, NullPool{% endif %}
 {%- if cookiecutter.database == "sqlite" %}
 from sqlalchemy.exc import SAWarning
-{%- else %}
-from sqlalchemy import NullPool
 {%- endif %}
-from sqlalchemy.ext.asyncio import AsyncEngine
-{%- if cookiecutter.database == "postgresql" %}
-from sqlalchemy.ext.asyncio import create_async_engine
-{%- endif %}
+from sqlalchemy.ext.asyncio import AsyncEngine{% if cookiecutter.database == "postgresql" %}, create_async_engine{% endif %}
 
 from app.core.config import {% if cookiecutter.database == "postgresql" %}PROJECT_SLUG, {% endif %}get_settings
 from app.db.base import UTCDateTime

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import Executable, func, select, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.auth.models import RefreshToken
 {% if cookiecutter.include_example_resource -%}
 from app.items.models import Item
 {% endif -%}
@@ -100,6 +101,39 @@ async def test_simultaneous_registrations_of_one_email_create_one_account(
         served, select(User.id).where(func.lower(User.email) == "race@example.com")
     )
     assert len(stored) == 1
+
+
+async def test_two_refreshes_with_one_token_end_the_login(served: Served) -> None:
+    """Strict rotation (SECURITY.md): a refresh token is spent once. Two tabs refreshing with
+    the same token at once look exactly like a thief and its victim, so one gets the new pair,
+    the other a 401, and the whole login is revoked: the winner's new token is dead too."""
+    async with _client(served, 2) as client:
+        registered = await client.post(
+            "/auth/register", json={"email": "two.tabs@example.com", "password": PASSWORD}
+        )
+        assert registered.status_code == 201
+        login = await client.post(
+            "/auth/login", data={"username": "two.tabs@example.com", "password": PASSWORD}
+        )
+        token = login.json()["refresh_token"]
+        responses = await asyncio.gather(
+            *(client.post("/auth/refresh", json={"refresh_token": token}) for _ in range(2))
+        )
+        assert sorted(r.status_code for r in responses) == [200, 401]
+        loser = next(r for r in responses if r.status_code == 401)
+        assert loser.json()["code"] == "invalid_refresh_token"
+        winner = next(r for r in responses if r.status_code == 200)
+        again = await client.post(
+            "/auth/refresh", json={"refresh_token": winner.json()["refresh_token"]}
+        )
+        assert again.status_code == 401
+    live = await _rows(
+        served,
+        select(RefreshToken.id)
+        .join(User, User.id == RefreshToken.user_id)
+        .where(User.email == "two.tabs@example.com", RefreshToken.revoked_at.is_(None)),
+    )
+    assert live == []
 
 
 # How two admins take each other's rights away: PATCH a field, or DELETE the account.

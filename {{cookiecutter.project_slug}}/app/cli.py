@@ -1,7 +1,11 @@
-"""`create-admin`: create the first admin, or promote an existing account.
+"""Operator commands.
 
-The password comes from the ADMIN_PASSWORD environment variable or an interactive prompt,
-never from the command line (it would land in shell history and `ps`).
+`create-admin` creates the first admin, or promotes an existing account. The password comes
+from the ADMIN_PASSWORD environment variable or an interactive prompt, never from the command
+line (it would land in shell history and `ps`).
+
+`prune-tokens` deletes the refresh tokens of logins that ended (every token revoked or
+expired) more than `--keep-days` ago; run it on a schedule.
 """
 
 import argparse
@@ -9,12 +13,18 @@ import asyncio
 import getpass
 import os
 import sys
+from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import inspect
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.auth.service import prune_refresh_tokens
 from app.core.config import get_settings
-from app.core.errors import is_database_unavailable
+from app.core.errors import AppError, is_database_unavailable
 from app.db.session import create_engine, create_sessionmaker
 from app.users import service
 from app.users.models import Role
@@ -33,6 +43,13 @@ def _read_password() -> str:
     return password
 
 
+async def _ensure_migrated(engine: AsyncEngine, table: str) -> None:
+    async with engine.connect() as connection:
+        exists = await connection.run_sync(lambda sync: inspect(sync).has_table(table))
+    if not exists:
+        raise SystemExit(f"error: the database has no {table} table; run `make migrate` first")
+
+
 async def create_admin(email: str, password: str, full_name: str | None) -> str:
     """Create the admin, or promote the account; returns what was done, for the operator."""
     try:
@@ -42,6 +59,7 @@ async def create_admin(email: str, password: str, full_name: str | None) -> str:
         raise SystemExit(f"error: {problems}") from None
     engine = create_engine(get_settings())
     try:
+        await _ensure_migrated(engine, "users")
         async with create_sessionmaker(engine)() as session, session.begin():
             existing = await service.get_user_by_email(session, email=data.email)
             if existing is None:
@@ -61,24 +79,67 @@ async def create_admin(email: str, password: str, full_name: str | None) -> str:
         await engine.dispose()
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="create-admin", description=__doc__.splitlines()[0])
-    parser.add_argument("email")
-    parser.add_argument("--full-name", default=None)
-    args = parser.parse_args(argv)
+async def prune_tokens(keep_days: int) -> str:
+    """Delete the refresh tokens of logins that ended more than `keep_days` ago."""
+    engine = create_engine(get_settings())
     try:
-        message = asyncio.run(create_admin(args.email, _read_password(), args.full_name))
-    except Exception as error:
-        if isinstance(error, SQLAlchemyError) and is_database_unavailable(error):
+        await _ensure_migrated(engine, "refresh_tokens")
+        async with create_sessionmaker(engine)() as session, session.begin():
+            older_than = datetime.now(UTC) - timedelta(days=keep_days)
+            deleted = await prune_refresh_tokens(session, older_than=older_than)
+        return f"deleted {deleted} refresh tokens of logins that ended over {keep_days} days ago"
+    finally:
+        await engine.dispose()
+
+
+def _run(command: Coroutine[Any, Any, str]) -> None:
+    """Run a command and print its outcome. Database outages, database errors and refusals
+    each get one line of their own; anything else is a bug and shows its traceback."""
+    try:
+        message = asyncio.run(command)
+    except AppError as error:
+        raise SystemExit(f"error: {error.detail}") from None
+    except SQLAlchemyError as error:
+        if is_database_unavailable(error):
             raise SystemExit(
                 f"error: cannot reach the database ({type(error).__name__}); "
                 "is it running, and is DATABASE_URL right?"
             ) from None
+        cause = getattr(error, "orig", None) or error
+        first_line = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
         raise SystemExit(
-            f"error: {type(error).__name__}: could not write to the database "
-            "(has `make migrate` been run?)"
+            f"error: the database refused the command ({type(cause).__name__}: {first_line}); "
+            "is it migrated to the latest revision (`make migrate`)?"
         ) from None
     print(message)  # noqa: T201
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="create-admin", description="Create the first admin, or promote an account."
+    )
+    parser.add_argument("email")
+    parser.add_argument("--full-name", default=None)
+    args = parser.parse_args(argv)
+    password = _read_password()
+    _run(create_admin(args.email, password, args.full_name))
+
+
+def prune_tokens_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="prune-tokens",
+        description="Delete the refresh tokens of logins that ended (revoked or expired).",
+    )
+    parser.add_argument(
+        "--keep-days",
+        type=int,
+        default=30,
+        help="keep ended logins this many days, for audits (default: 30)",
+    )
+    args = parser.parse_args(argv)
+    if args.keep_days < 0:
+        parser.error("--keep-days must be 0 or more")
+    _run(prune_tokens(args.keep_days))
 
 
 if __name__ == "__main__":

@@ -9,15 +9,18 @@ from typing import Any, Literal
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
-from sqlalchemy import Connection
+from sqlalchemy import Connection{% if cookiecutter.database == "postgresql" %}, NullPool{% endif %}
 {%- if cookiecutter.database == "sqlite" %}
 from sqlalchemy.exc import SAWarning
 {%- endif %}
+from sqlalchemy.ext.asyncio import AsyncEngine{% if cookiecutter.database == "postgresql" %}, create_async_engine{% endif %}
 
-from app.core.config import get_settings
+from app.core.config import {% if cookiecutter.database == "postgresql" %}PROJECT_SLUG, {% endif %}get_settings
 from app.db.base import UTCDateTime
 from app.db.models import Base
+{%- if cookiecutter.database == "sqlite" %}
 from app.db.session import create_engine
+{%- endif %}
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -69,8 +72,34 @@ def _run_migrations(connection: Connection) -> None:
         context.run_migrations()
 
 
+def _migration_engine() -> AsyncEngine:
+{%- if cookiecutter.database == "postgresql" %}
+    """A connection of the migrations' own, not the app's: an index build or a backfill on a
+    big table may run far past the app's DATABASE_STATEMENT_TIMEOUT_MS, so there is no statement
+    timeout; a lock it cannot get within MIGRATION_LOCK_TIMEOUT_MS fails the migration instead
+    of queueing every request behind it (retry when the blocking transaction is gone)."""
+    settings = get_settings()
+    return create_async_engine(
+        _database_url(),
+        poolclass=NullPool,
+        connect_args={
+            "timeout": settings.DATABASE_CONNECT_TIMEOUT,
+            "server_settings": {
+                "application_name": f"{PROJECT_SLUG}-migrations",
+                "statement_timeout": "0",
+                "lock_timeout": str(settings.MIGRATION_LOCK_TIMEOUT_MS),
+            },
+        },
+    )
+{%- else %}
+    """The app's engine: foreign keys on, and a write lock waited for (SQLite has no
+    statement or lock timeout to lift)."""
+    return create_engine(get_settings(), url=_database_url())
+{%- endif %}
+
+
 async def run_migrations_online() -> None:
-    engine = create_engine(get_settings(), url=_database_url())
+    engine = _migration_engine()
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run_migrations)

@@ -1,11 +1,14 @@
 import asyncio
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic import command
-from sqlalchemy import select, update
+from sqlalchemy import func, select, text, update
 
 from app import cli
+from app.auth import service as auth_service
+from app.auth.models import RefreshToken
 from app.core.config import get_settings
 from app.db.session import create_engine, create_sessionmaker
 from app.users import service as users_service
@@ -174,3 +177,102 @@ async def _create_plain_user(url: str, email: str) -> None:
             )
     finally:
         await engine.dispose()
+
+
+def test_create_admin_names_a_database_error_that_is_no_outage(
+    cli_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A schema behind the code is neither an outage nor a missing migration run."""
+    asyncio.run(_execute(cli_database, "ALTER TABLE users DROP COLUMN full_name"))
+    monkeypatch.setenv("ADMIN_PASSWORD", "a long admin password")
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["root@example.com"])
+    message = str(exited.value.code)
+    assert message.startswith("error: the database refused the command (")
+    assert "full_name" in message
+    assert "cannot reach" not in message
+
+
+def test_create_admin_lets_a_bug_show_as_a_bug(
+    cli_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not every failure is the database's: a bug keeps its traceback."""
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(users_service, "get_user_by_email", broken)
+    monkeypatch.setenv("ADMIN_PASSWORD", "a long admin password")
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["root@example.com"])
+
+
+async def _execute(url: str, sql: str) -> None:
+    engine = create_engine(get_settings(), url=url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(sql))
+    finally:
+        await engine.dispose()
+
+
+async def _logins(url: str, ended_days_ago: list[int]) -> None:
+    """One login (refresh-token family) per entry, ended that many days ago (-1: running)."""
+    engine = create_engine(get_settings(), url=url)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            user = await users_service.create_user(
+                session, data=UserCreate(email="member@example.com", password="a long password")
+            )
+            now = datetime.now(UTC)
+            for days in ended_days_ago:
+                pair = await auth_service.issue_tokens(session, user=user)
+                if days >= 0:
+                    await session.execute(
+                        update(RefreshToken)
+                        .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+                        .values(revoked_at=now - timedelta(days=days))
+                    )
+                assert pair.refresh_token
+    finally:
+        await engine.dispose()
+
+
+async def _token_count(url: str) -> int:
+    engine = create_engine(get_settings(), url=url)
+    try:
+        async with engine.connect() as connection:
+            count = await connection.scalar(select(func.count()).select_from(RefreshToken))
+            return int(count or 0)
+    finally:
+        await engine.dispose()
+
+
+def test_prune_tokens_deletes_logins_ended_before_the_kept_days(
+    cli_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asyncio.run(_logins(cli_database, [40, 31, 10, -1]))
+    cli.prune_tokens_main([])  # keeps 30 days
+    assert capsys.readouterr().out.strip() == (
+        "deleted 2 refresh tokens of logins that ended over 30 days ago"
+    )
+    assert asyncio.run(_token_count(cli_database)) == 2
+
+    cli.prune_tokens_main(["--keep-days", "5"])
+    assert "deleted 1 refresh tokens" in capsys.readouterr().out
+    assert asyncio.run(_token_count(cli_database)) == 1  # the running login stays
+
+
+def test_prune_tokens_explains_an_unmigrated_database(
+    empty_database: str, use_database: Callable[[str], None]
+) -> None:
+    use_database(empty_database)
+    with pytest.raises(SystemExit) as exited:
+        cli.prune_tokens_main([])
+    assert "make migrate" in str(exited.value.code)
+
+
+def test_prune_tokens_refuses_negative_days(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.prune_tokens_main(["--keep-days", "-1"])
+    assert "--keep-days must be 0 or more" in capsys.readouterr().err

@@ -3,7 +3,7 @@ models, and safe for the rows a database already holds."""
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,7 +15,13 @@ from sqlalchemy import Connection, inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.types import TypeEngine
 
+{% if cookiecutter.database == "postgresql" -%}
+from app.core.config import get_settings
+{% endif -%}
 from app.db.models import Base
+{%- if cookiecutter.database == "postgresql" %}
+from app.db.session import create_engine
+{%- endif %}
 from tests import databases
 from tests.databases import alembic_config
 
@@ -63,6 +69,53 @@ def test_history_is_linear() -> None:
     assert len(script.get_heads()) == 1
 
 
+{%- if cookiecutter.database == "postgresql" %}
+
+
+def _timeouts(dbapi_connection: Any) -> tuple[str, str]:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(
+            "SELECT current_setting('statement_timeout'), current_setting('lock_timeout')"
+        )
+        statement_timeout, lock_timeout = cursor.fetchone()
+        return statement_timeout, lock_timeout
+    finally:
+        cursor.close()
+
+
+def test_migrations_run_without_the_apps_statement_timeout(empty_database: str) -> None:
+    """An index build may take longer than any request should: migrations connect with no
+    statement timeout, and a lock timeout of their own; the app keeps its statement timeout."""
+    seen: list[tuple[str, str]] = []
+
+    def probe(dbapi_connection: Any, _record: Any) -> None:
+        seen.append(_timeouts(dbapi_connection))
+
+    # Every connection any engine opens, so the one env.py opens for the migrations too.
+    sa.event.listen(sa.pool.Pool, "connect", probe)
+    try:
+        command.upgrade(alembic_config(empty_database), "head")
+    finally:
+        sa.event.remove(sa.pool.Pool, "connect", probe)
+    settings = get_settings()
+    lock_timeout = f"{settings.MIGRATION_LOCK_TIMEOUT_MS // 1000}s"
+    assert seen
+    assert set(seen) == {("0", lock_timeout)}
+
+    async def app_statement_timeout() -> Any:
+        engine = create_engine(settings, url=empty_database)
+        try:
+            async with engine.connect() as connection:
+                return await connection.scalar(sa.text("SHOW statement_timeout"))
+        finally:
+            await engine.dispose()
+
+    expected = f"{settings.DATABASE_STATEMENT_TIMEOUT_MS // 1000}s"
+    assert asyncio.run(app_statement_timeout()) == expected
+{%- endif %}
+
+
 def _table(name: str, **columns: TypeEngine[Any]) -> sa.TableClause:
     return sa.table(name, *(sa.column(column, type_) for column, type_ in columns.items()))
 
@@ -97,45 +150,49 @@ SEED_TABLES = {
 }
 
 
-def _seed_rows() -> dict[str, list[dict[str, Any]]]:
-    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    user_id = uuid.uuid4()
+_SEED_TIME = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+_FAMILY = uuid.uuid4()
+
+
+def _user(email: str, **values: Any) -> dict[str, Any]:
     return {
-        "users": [
-            {
-                "id": user_id,
-                "email": "Ada.Lovelace@Example.com",  # another case: the upgrade folds it
-                "password_hash": "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
-                "full_name": "Ada Lovelace",
-                "role": "admin",
-                "is_active": True,
-                "token_version": 3,
-                "created_at": now,
-                "updated_at": now,
-            },
-            {
-                "id": uuid.uuid4(),
-                "email": "grace@example.com",
-                "password_hash": "$2b$12$" + "a" * 53,  # an older bcrypt hash
-                "full_name": None,
-                "role": "user",
-                "is_active": False,
-                "token_version": 0,
-                "created_at": now,
-                "updated_at": now,
-            },
-        ],
+        "id": uuid.uuid4(),
+        "email": email,
+        "password_hash": "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
+        "full_name": None,
+        "role": "user",
+        "is_active": True,
+        "token_version": 0,
+        "created_at": _SEED_TIME,
+        "updated_at": _SEED_TIME,
+        **values,
+    }
+
+
+def _token(user_id: uuid.UUID, family_id: uuid.UUID, issued_at: datetime) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "user_id": user_id,
+        "family_id": family_id,
+        "token_hash": uuid.uuid4().hex * 2,
+        "token_version": 3,
+        "issued_at": issued_at,
+        "expires_at": issued_at + timedelta(days=7),
+        "revoked_at": None,
+    }
+
+
+def _seed_rows() -> dict[str, list[dict[str, Any]]]:
+    ada = _user("ada.lovelace@example.com", full_name="Ada Lovelace", role="admin", token_version=3)
+    grace = _user("grace@example.com", password_hash="$2b$12$" + "a" * 53, is_active=False)
+    later = _SEED_TIME + timedelta(hours=1)
+    return {
+        "users": [ada, grace],
+        # One login refreshed once (two rows of one family), and another login.
         "refresh_tokens": [
-            {
-                "id": uuid.uuid4(),
-                "user_id": user_id,
-                "family_id": uuid.uuid4(),
-                "token_hash": "ab" * 32,
-                "token_version": 3,
-                "issued_at": now,
-                "expires_at": now,
-                "revoked_at": None,
-            }
+            {**_token(ada["id"], _FAMILY, _SEED_TIME), "revoked_at": later},
+            _token(ada["id"], _FAMILY, later),
+            _token(ada["id"], uuid.uuid4(), later),
         ],
     }
 
@@ -168,12 +225,17 @@ def _select(connection: Connection) -> dict[str, list[dict[str, Any]]]:
     }
 
 
+def _family_issued_at(connection: Connection) -> dict[uuid.UUID, datetime]:
+    tokens = _table("refresh_tokens", id=sa.Uuid(), family_issued_at=_TIME)
+    return {id_: _utc(issued) for id_, issued in connection.execute(sa.select(tokens))}
+
+
 def test_upgrade_to_head_keeps_existing_rows(empty_database: str) -> None:
     """Rows written at the revision before head survive the upgrade to head.
 
     When you add a migration, update SEED_TABLES and _seed_rows to the revision before yours,
-    and the expectation to what your migration must do with them (here: an email stored in
-    another case is folded to lower case; every other value is kept).
+    and the expectation to what your migration must do with them (here: every value is kept,
+    and each refresh token's new family_issued_at is the first issued_at of its family).
     """
     config = alembic_config(empty_database)
     script = ScriptDirectory.from_config(config)
@@ -187,6 +249,48 @@ def test_upgrade_to_head_keeps_existing_rows(empty_database: str) -> None:
     command.upgrade(config, "head")
 
     expected = {name: sorted(rows, key=lambda row: str(row["id"])) for name, rows in seeded.items()}
-    for row in expected["users"]:
-        row["email"] = row["email"].lower()
     assert _on(empty_database, _select) == expected
+    first_issued = {
+        row["id"]: _SEED_TIME if row["family_id"] == _FAMILY else row["issued_at"]
+        for row in seeded["refresh_tokens"]
+    }
+    assert _on(empty_database, _family_issued_at) == first_issued
+
+
+def _users(connection: Connection) -> dict[uuid.UUID, tuple[str, bool, int]]:
+    users = SEED_TABLES["users"]
+    rows = connection.execute(
+        sa.select(users.c.id, users.c.email, users.c.is_active, users.c.token_version)
+    )
+    return {id_: (email, active, version) for id_, email, active, version in rows}
+
+
+def test_email_migration_sets_accounts_equal_but_for_case_aside(empty_database: str) -> None:
+    """Upgrading past the case-insensitive email revision with emails equal but for case keeps
+    one account on the address (active, then admin, then oldest) and every other row, set
+    aside as its docstring says."""
+    config = alembic_config(empty_database)
+    command.upgrade(config, "5f3a9c2e7d41")
+    older, newer = _SEED_TIME, _SEED_TIME + timedelta(days=1)
+    winner = _user("ada@EXAMPLE.com", created_at=newer, role="admin")
+    rows = [
+        _user("Ada@Example.com", created_at=older),  # active, older, but not an admin
+        _user("ada@example.com", created_at=newer),
+        _user("ADA@example.com", created_at=older, is_active=False),
+        winner,  # active, then admin: keeps the address
+    ]
+    single = _user("Grace@Example.com")
+    _on(empty_database, _insert({"users": [*rows, single]}))
+
+    command.upgrade(config, "8b1e4d7a2c90")
+
+    expected = {
+        row["id"]: (
+            (row["email"].lower(), row["is_active"], row["token_version"])
+            if row is winner or row is single
+            else (f"duplicate-{row['id'].hex}-ada@example.com", False, row["token_version"] + 1)
+        )
+        for row in [*rows, single]
+    }
+    assert _on(empty_database, _users) == expected
+    command.upgrade(config, "head")  # and the later revisions run on top

@@ -16,6 +16,9 @@ class RefreshToken(UUIDPrimaryKey, Base):
         ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
     family_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    # When the login that started the family happened: no rotation extends it past
+    # REFRESH_TOKEN_FAMILY_MAX_DAYS from then.
+    family_issued_at: Mapped[datetime]
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     # The user's token_version when issued; a later bump invalidates the token.
     token_version: Mapped[int]

@@ -3,13 +3,15 @@
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.exceptions import InvalidCredentials, InvalidRefreshToken, RefreshTokenReused
 from app.auth.models import RefreshToken
 from app.auth.schemas import TokenPair
 from app.core.config import get_settings
+from app.core.errors import is_foreign_key_violation
 from app.core.security import (
     burn_password_check,
     create_access_token,
@@ -36,22 +38,43 @@ async def authenticate(session: AsyncSession, *, email: str, password: str) -> U
     return user
 
 
+def _family_ends_at(family_issued_at: datetime) -> datetime:
+    """A login's absolute end: refreshing never extends it past this."""
+    return family_issued_at + timedelta(days=get_settings().REFRESH_TOKEN_FAMILY_MAX_DAYS)
+
+
 async def issue_tokens(
-    session: AsyncSession, *, user: User, family_id: uuid.UUID | None = None
+    session: AsyncSession,
+    *,
+    user: User,
+    family: RefreshToken | None = None,
 ) -> TokenPair:
+    """A new pair: for a new login, or as the next token of `family`'s login (a rotation).
+
+    Raises InvalidCredentials when the user was deleted after it was read."""
     now = datetime.now(UTC)
+    family_issued_at = family.family_issued_at if family else now
     refresh_token = new_refresh_token()
     session.add(
         RefreshToken(
             user_id=user.id,
-            family_id=family_id or uuid.uuid4(),
+            family_id=family.family_id if family else uuid.uuid4(),
+            family_issued_at=family_issued_at,
             token_hash=digest_refresh_token(refresh_token),
             token_version=user.token_version,
             issued_at=now,
-            expires_at=now + timedelta(days=get_settings().REFRESH_TOKEN_EXPIRE_DAYS),
+            expires_at=min(
+                now + timedelta(days=get_settings().REFRESH_TOKEN_EXPIRE_DAYS),
+                _family_ends_at(family_issued_at),
+            ),
         )
     )
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        if not is_foreign_key_violation(exc):
+            raise
+        raise InvalidCredentials from exc  # the account is gone
     access_token, expires_in = create_access_token(user.id, version=user.token_version, now=now)
     return TokenPair(access_token=access_token, refresh_token=refresh_token, expires_in=expires_in)
 
@@ -85,12 +108,16 @@ async def rotate_refresh_token(session: AsyncSession, *, refresh_token: str) -> 
     if await _revoke(session, RefreshToken.id == stored.id) != 1:
         await _revoke(session, RefreshToken.family_id == stored.family_id)
         raise RefreshTokenReused
-    if stored.expires_at <= datetime.now(UTC):
+    now = datetime.now(UTC)
+    if stored.expires_at <= now or _family_ends_at(stored.family_issued_at) <= now:
         raise InvalidRefreshToken
     user = await session.get(User, stored.user_id)
     if user is None or not user.is_active or user.token_version != stored.token_version:
         raise InvalidRefreshToken
-    return await issue_tokens(session, user=user, family_id=stored.family_id)
+    try:
+        return await issue_tokens(session, user=user, family=stored)
+    except InvalidCredentials as exc:
+        raise InvalidRefreshToken from exc
 
 
 async def revoke_session(session: AsyncSession, *, refresh_token: str) -> None:
@@ -104,3 +131,25 @@ async def revoke_all_sessions(session: AsyncSession, *, user: User) -> None:
     user.token_version += 1
     await _revoke(session, RefreshToken.user_id == user.id)
     await session.flush()
+
+
+async def prune_refresh_tokens(session: AsyncSession, *, older_than: datetime) -> int:
+    """Delete the logins that ended before `older_than`; returns how many rows went.
+
+    A login (family) is deleted whole, once every one of its tokens was revoked or had expired
+    before `older_than`. Rotated tokens of a login still running are kept: presenting one
+    again is how a stolen token is detected (rotate_refresh_token)."""
+    ended = (
+        select(RefreshToken.family_id)
+        .group_by(RefreshToken.family_id)
+        .having(
+            func.max(func.coalesce(RefreshToken.revoked_at, RefreshToken.expires_at)) < older_than
+        )
+    )
+    result = await session.execute(
+        delete(RefreshToken)
+        .where(RefreshToken.family_id.in_(ended))
+        .execution_options(synchronize_session=False)
+    )
+    deleted: int = result.rowcount  # type: ignore[attr-defined]
+    return deleted

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     # limit); both turn a stuck database into a prompt 503 instead of a hung request.
     DATABASE_CONNECT_TIMEOUT: float = Field(default=5, gt=0, le=120)
     DATABASE_STATEMENT_TIMEOUT_MS: int = Field(default=15_000, ge=0, le=3_600_000)
+    # Migrations run with no statement timeout (an index build may take long), but wait at
+    # most this many milliseconds for a lock (0: forever) rather than stall the app behind them.
+    MIGRATION_LOCK_TIMEOUT_MS: int = Field(default=10_000, ge=0, le=3_600_000)
 {%- endif %}
 
     SECRET_KEY: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
@@ -101,6 +104,9 @@ class Settings(BaseSettings):
     JWT_AUDIENCE: str = f"{PROJECT_SLUG}-api"
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=15, ge=1, le=24 * 60)
     REFRESH_TOKEN_EXPIRE_DAYS: int = Field(default=7, ge=1, le=365)
+    # A login's absolute lifetime: refreshing never extends it past this many days after the
+    # password was entered; then the user signs in again.
+    REFRESH_TOKEN_FAMILY_MAX_DAYS: int = Field(default=30, ge=1, le=3650)
 
     # Argon2id cost. The defaults follow the argon2 library's recommendation; tests lower them
     # (a real verify costs ~150 ms) so the suite stays fast while still hashing for real.

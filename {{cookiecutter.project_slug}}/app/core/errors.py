@@ -14,7 +14,13 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -211,6 +217,15 @@ def is_database_unavailable(exc: SQLAlchemyError) -> bool:
     if isinstance(sqlstate, str):
         return sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
     return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+
+
+def is_foreign_key_violation(exc: IntegrityError) -> bool:
+    """Whether a write failed because a row it refers to is gone (such as a user deleted by
+    another request between this request's read and its insert)."""
+    sqlite_error = getattr(exc.orig, "sqlite_errorname", None)
+    if isinstance(sqlite_error, str):
+        return sqlite_error == "SQLITE_CONSTRAINT_FOREIGNKEY"
+    return getattr(exc.orig, "sqlstate", None) == "23503"  # foreign_key_violation
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:

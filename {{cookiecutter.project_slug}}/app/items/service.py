@@ -4,8 +4,11 @@ import uuid
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.exceptions import InvalidToken
+from app.core.errors import is_foreign_key_violation
 from app.items.exceptions import ItemNotFound
 from app.items.models import Item
 from app.items.schemas import ItemCreate, ItemUpdate
@@ -20,9 +23,16 @@ def _visible_to(statement: SelectT, viewer: User) -> SelectT:
 
 
 async def create_item(session: AsyncSession, *, owner: User, data: ItemCreate) -> Item:
+    """Raises InvalidToken when the owner was deleted after the request read it."""
     item = Item(owner_id=owner.id, **data.model_dump())
     session.add(item)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        if not is_foreign_key_violation(exc):
+            raise
+        # The account is gone: the answer a request arriving a moment later would get.
+        raise InvalidToken from exc
     return item
 
 

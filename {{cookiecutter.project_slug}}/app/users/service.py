@@ -71,14 +71,23 @@ async def update_me(session: AsyncSession, *, user: User, data: UserUpdateMe) ->
 
 
 async def _ensure_not_last_admin(session: AsyncSession, *, user: User) -> None:
+    """Raises LastAdmin if `user` is the only active admin.
+
+    Two admins demoting each other at once must not both pass a plain count (write skew), so
+    the active admins' rows are locked first (FOR UPDATE, in id order so concurrent callers
+    queue instead of deadlocking). The loser waits for the winner's commit and then counts
+    what it left. SQLite has no row locks and needs none: BEGIN IMMEDIATE already runs one
+    writing transaction at a time.
+    """
     if not (user.is_admin and user.is_active):
         return
-    other_admins = await session.scalar(
-        select(func.count())
-        .select_from(User)
-        .where(User.role == Role.ADMIN, User.is_active.is_(True), User.id != user.id)
+    admins = await session.scalars(
+        select(User.id)
+        .where(User.role == Role.ADMIN, User.is_active.is_(True))
+        .order_by(User.id)
+        .with_for_update()
     )
-    if not other_admins:
+    if not any(admin_id != user.id for admin_id in admins):
         raise LastAdmin
 
 

@@ -1,10 +1,14 @@
+import uuid
+from datetime import UTC, datetime, timedelta
+
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import service
 from app.auth.exceptions import InvalidCredentials, InvalidRefreshToken, RefreshTokenReused
 from app.auth.models import RefreshToken
+from app.core.config import get_settings
 from app.core.security import decode_access_token, digest_refresh_token
 from app.users.models import User
 from tests.factories import DEFAULT_PASSWORD
@@ -85,3 +89,91 @@ async def test_revoke_all_sessions_bumps_the_version_and_revokes_every_token(
         .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
     )
     assert live == 0
+
+
+async def _token_row(session: AsyncSession, refresh_token: str) -> RefreshToken:
+    row = await session.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == digest_refresh_token(refresh_token))
+    )
+    assert row is not None
+    return row
+
+
+async def test_rotation_never_extends_a_login_past_its_family_lifetime(
+    session: AsyncSession, user: User
+) -> None:
+    """Each token lives REFRESH_TOKEN_EXPIRE_DAYS, but no later than the login's end."""
+    max_days = get_settings().REFRESH_TOKEN_FAMILY_MAX_DAYS
+    first = await service.issue_tokens(session, user=user)
+    row = await _token_row(session, first.refresh_token)
+    # The login happened long ago: one hour of it is left.
+    login = datetime.now(UTC) - timedelta(days=max_days) + timedelta(hours=1)
+    row.family_issued_at = login
+    await session.flush()
+
+    second = await service.rotate_refresh_token(session, refresh_token=first.refresh_token)
+    next_row = await _token_row(session, second.refresh_token)
+    assert next_row.family_issued_at == login
+    assert next_row.expires_at == login + timedelta(days=max_days)  # not now + 7 days
+
+    # Once the login's lifetime is over, its live token no longer refreshes.
+    next_row.family_issued_at = login - timedelta(hours=2)
+    await session.flush()
+    with pytest.raises(InvalidRefreshToken) as caught:
+        await service.rotate_refresh_token(session, refresh_token=second.refresh_token)
+    assert not isinstance(caught.value, RefreshTokenReused)
+
+
+async def test_a_new_login_starts_a_family_of_its_own_now(
+    session: AsyncSession, user: User
+) -> None:
+    before = datetime.now(UTC)
+    pair = await service.issue_tokens(session, user=user)
+    row = await _token_row(session, pair.refresh_token)
+    assert before <= row.family_issued_at == row.issued_at
+    days = get_settings().REFRESH_TOKEN_EXPIRE_DAYS
+    assert row.expires_at == row.issued_at + timedelta(days=days)
+
+
+async def _family_ids(session: AsyncSession, user: User) -> set[uuid.UUID]:
+    rows = await session.scalars(
+        select(RefreshToken.family_id).where(RefreshToken.user_id == user.id)
+    )
+    return set(rows)
+
+
+async def test_prune_deletes_only_logins_that_ended_before_the_cutoff(
+    session: AsyncSession, user: User
+) -> None:
+    now = datetime.now(UTC)
+    long_ago = now - timedelta(days=60)
+
+    async def login(*, rotated: bool = False) -> tuple[uuid.UUID, str]:
+        pair = await service.issue_tokens(session, user=user)
+        if rotated:
+            pair = await service.rotate_refresh_token(session, refresh_token=pair.refresh_token)
+        row = await _token_row(session, pair.refresh_token)
+        return row.family_id, pair.refresh_token
+
+    async def set_family(family: uuid.UUID, **values: datetime) -> None:
+        await session.execute(
+            update(RefreshToken).where(RefreshToken.family_id == family).values(**values)
+        )
+
+    expired_long_ago, _ = await login(rotated=True)
+    await set_family(expired_long_ago, expires_at=long_ago, revoked_at=long_ago)
+    expired_lately, _ = await login()
+    await set_family(expired_lately, expires_at=now - timedelta(days=1))
+    running, _ = await login(rotated=True)  # its spent token stays: reuse detection needs it
+    logged_out, token = await login()
+    await service.revoke_session(session, refresh_token=token)
+    await set_family(logged_out, revoked_at=long_ago)
+
+    deleted = await service.prune_refresh_tokens(session, older_than=now - timedelta(days=30))
+
+    assert deleted == 3  # the two rows of the first login, the one of the logged-out one
+    assert await _family_ids(session, user) == {expired_lately, running}
+    rows_running = await session.scalar(
+        select(func.count()).select_from(RefreshToken).where(RefreshToken.family_id == running)
+    )
+    assert rows_running == 2

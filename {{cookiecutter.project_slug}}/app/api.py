@@ -13,6 +13,7 @@ from app.auth.dependencies import get_current_user
 from app.auth.router import protected_router as auth_protected_router
 from app.auth.router import router as auth_router
 from app.core.errors import problem_responses
+from app.core.http_cache import private_cache
 from app.core.ratelimit import limit_default
 from app.health.router import router as health_router
 {%- if cookiecutter.include_example_resource %}
@@ -32,7 +33,7 @@ public.include_router(
 public.include_router(health_router, prefix="/health", tags=["health"])
 
 protected = APIRouter(
-    dependencies=[Depends(limit_default), Depends(get_current_user)],
+    dependencies=[Depends(limit_default), Depends(get_current_user), Depends(private_cache)],
     responses=problem_responses(401, 429, 503),
 )
 protected.include_router(auth_protected_router, prefix="/auth", tags=["auth"])

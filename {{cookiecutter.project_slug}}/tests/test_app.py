@@ -17,6 +17,8 @@ from starlette.routing import BaseRoute
 from app.api import api_router, public
 from app.auth.dependencies import get_admin_user
 from app.core.config import Settings
+from app.core.errors import PROBLEM_JSON
+from app.core.http_cache import IfMatch, IfNoneMatch, private_cache
 from app.main import create_app
 
 
@@ -214,3 +216,54 @@ def test_every_string_a_client_sends_has_a_max_length() -> None:
     assert unbounded == []
     # The check itself notices an unbounded string.
     assert _unbounded_strings({"type": "string"}, components, "probe") == ["probe"]
+
+
+async def test_every_protected_response_is_kept_privately_or_not_at_all(
+    client: AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    """Found by walking the routes, so a new protected route is covered without a test."""
+    protected = [route for route in _api_routes(create_app()) if route.path not in PUBLIC_PATHS]
+    for route in protected:
+        assert private_cache in _calls(route.dependant), route.path
+    # Signing out everywhere last, so the token works for every other route.
+    calls = sorted(
+        ((method, route) for route in protected for method in route.methods),
+        key=lambda call: call[1].path.endswith("/logout-all"),
+    )
+    statuses = set()
+    for method, route in calls:
+        response = await client.request(method, _url(route), headers=admin_headers)
+        statuses.add(response.status_code)
+        cache_control = response.headers.get("cache-control", "")
+        assert "public" not in cache_control, (method, route.path)
+        if response.is_success:
+            assert cache_control == "private, no-cache", (method, route.path)
+            assert response.headers["vary"] == "Authorization", (method, route.path)
+        else:
+            assert cache_control == "no-store", (method, route.path)
+    assert {200, 204, 404, 422} <= statuses  # successes and errors were both walked
+
+
+def _depends_on(route: Any, alias: Any) -> bool:
+    return alias.__metadata__[0].dependency in _calls(route.dependant)
+
+
+def test_conditional_routes_document_their_headers_and_answers() -> None:
+    app = create_app()
+    paths = app.openapi()["paths"]
+    reads = writes = 0
+    for route in _api_routes(app):
+        for method in route.methods:
+            operation = paths[route.path][method.lower()]
+            headers = {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
+            if _depends_on(route, IfNoneMatch):
+                reads += 1
+                assert "if-none-match" in headers, (method, route.path)
+                assert "content" not in operation["responses"]["304"], (method, route.path)
+                assert "ETag" in operation["responses"]["200"]["headers"], (method, route.path)
+            if _depends_on(route, IfMatch):
+                writes += 1
+                assert "if-match" in headers, (method, route.path)
+                assert PROBLEM_JSON in operation["responses"]["412"]["content"], route.path
+    assert reads >= 2  # at least GET /users/me and GET /users/{user_id}
+    assert writes >= 3  # at least PATCH /users/me, PATCH and DELETE /users/{user_id}

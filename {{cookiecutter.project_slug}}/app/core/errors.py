@@ -76,6 +76,12 @@ class Unauthorized(AppError):
         return {"WWW-Authenticate": "Bearer"}
 
 
+class PreconditionFailed(AppError):
+    status_code = 412
+    code = "precondition_failed"
+    message = "The resource has changed since you read it (If-Match); read it again and retry."
+
+
 class ServiceUnavailable(AppError):
     status_code = 503
     code = "database_unavailable"
@@ -143,6 +149,8 @@ def problem_response(
         "code": code,
         **extra,
     }
+    # An error is about one request at one moment: no cache may keep it (RFC 9111 section 5.2.2.5).
+    headers = {"Cache-Control": "no-store", **(headers or {})}
     return JSONResponse(
         jsonable_encoder(body), status_code=status, headers=headers, media_type=PROBLEM_JSON
     )

@@ -4,6 +4,7 @@ from fastapi import APIRouter, Request, Response, status
 
 from app.auth.dependencies import CurrentUser
 from app.core.errors import problem_responses
+from app.core.http_cache import IfMatch, IfNoneMatch, read_responses, write_responses
 from app.core.schemas import Page, PageQuery
 from app.db.session import SessionDep
 from app.items import service
@@ -36,22 +37,37 @@ async def list_items(session: SessionDep, user: CurrentUser, page: PageQuery) ->
     return Page[ItemRead].of(items, total=total, params=page)
 
 
-@router.get("/{item_id}", response_model=ItemRead, responses=problem_responses(404))
-async def read_item(item: OwnedItem) -> ItemRead:
-    return ItemRead.model_validate(item)
+@router.get(
+    "/{item_id}",
+    response_model=ItemRead,
+    responses={**read_responses(), **problem_responses(404)},
+)
+async def read_item(item: OwnedItem, if_none_match: IfNoneMatch) -> ItemRead | Response:
+    """With its ETag; 304 and no body if `If-None-Match` names it."""
+    return if_none_match.respond(ItemRead.model_validate(item))
 
 
-@router.patch("/{item_id}", response_model=ItemRead, responses=problem_responses(400, 404))
-async def update_item(session: SessionDep, item: OwnedItem, data: ItemUpdate) -> ItemRead:
+@router.patch(
+    "/{item_id}",
+    response_model=ItemRead,
+    responses={**write_responses(), **problem_responses(400, 404)},
+)
+async def update_item(
+    session: SessionDep, item: OwnedItem, data: ItemUpdate, if_match: IfMatch
+) -> ItemRead:
+    """Change the fields sent; with `If-Match`, only if the item is as you last read it."""
+    await if_match.check(session, item, ItemRead)
     item = await service.update_item(session, item=item, data=data)
-    return ItemRead.model_validate(item)
+    return if_match.tag(ItemRead.model_validate(item))
 
 
 @router.delete(
     "/{item_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_model=None,
-    responses=problem_responses(404),
+    responses={**write_responses(204), **problem_responses(404)},
 )
-async def delete_item(session: SessionDep, item: OwnedItem) -> None:
+async def delete_item(session: SessionDep, item: OwnedItem, if_match: IfMatch) -> None:
+    """With `If-Match`, only if the item is as you last read it."""
+    await if_match.check(session, item, ItemRead)
     await service.delete_item(session, item=item)

@@ -3,10 +3,11 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, status
+from fastapi import APIRouter, Depends, Path, Response, status
 
 from app.auth.dependencies import CurrentUser, get_admin_user
 from app.core.errors import problem_responses
+from app.core.http_cache import IfMatch, IfNoneMatch, read_responses, write_responses
 from app.core.ratelimit import limit_failures
 from app.core.schemas import Page, PageQuery
 from app.db.session import SessionDep
@@ -19,9 +20,9 @@ router = APIRouter()
 admin_router = APIRouter(dependencies=[Depends(get_admin_user)], responses=problem_responses(403))
 
 
-@router.get("/me", response_model=UserRead)
-async def read_me(user: CurrentUser) -> UserRead:
-    return UserRead.model_validate(user)
+@router.get("/me", response_model=UserRead, responses=read_responses())
+async def read_me(user: CurrentUser, if_none_match: IfNoneMatch) -> UserRead | Response:
+    return if_none_match.respond(UserRead.model_validate(user))
 
 
 async def password_check_key(user: CurrentUser, data: UserUpdateMe) -> str | None:
@@ -39,13 +40,16 @@ limit_current_password_failures = limit_failures(
 @router.patch(
     "/me",
     response_model=UserRead,
-    responses=problem_responses(400, 403, 422),
+    responses={**write_responses(), **problem_responses(400, 403, 422)},
     dependencies=[Depends(limit_current_password_failures, scope="function")],
 )
-async def update_me(session: SessionDep, user: CurrentUser, data: UserUpdateMe) -> UserRead:
+async def update_me(
+    session: SessionDep, user: CurrentUser, data: UserUpdateMe, if_match: IfMatch
+) -> UserRead:
     """Change your name, or your password (with `current_password`; signs out everywhere)."""
+    await if_match.check(session, user, UserRead)
     user = await service.update_me(session, user=user, data=data)
-    return UserRead.model_validate(user)
+    return if_match.tag(UserRead.model_validate(user))
 
 
 async def get_user_by_id(session: SessionDep, user_id: Annotated[uuid.UUID, Path()]) -> User:
@@ -61,25 +65,35 @@ async def list_users(session: SessionDep, page: PageQuery) -> Page[UserRead]:
     return Page[UserRead].of(users, total=total, params=page)
 
 
-@admin_router.get("/{user_id}", response_model=UserRead, responses=problem_responses(404, 422))
-async def read_user(user: TargetUser) -> UserRead:
-    return UserRead.model_validate(user)
+@admin_router.get(
+    "/{user_id}",
+    response_model=UserRead,
+    responses={**read_responses(), **problem_responses(404, 422)},
+)
+async def read_user(user: TargetUser, if_none_match: IfNoneMatch) -> UserRead | Response:
+    return if_none_match.respond(UserRead.model_validate(user))
 
 
 @admin_router.patch(
-    "/{user_id}", response_model=UserRead, responses=problem_responses(400, 404, 409, 422)
+    "/{user_id}",
+    response_model=UserRead,
+    responses={**write_responses(), **problem_responses(400, 404, 409, 422)},
 )
-async def update_user(session: SessionDep, user: TargetUser, data: UserUpdateAdmin) -> UserRead:
+async def update_user(
+    session: SessionDep, user: TargetUser, data: UserUpdateAdmin, if_match: IfMatch
+) -> UserRead:
     """Change a user's name, role or active flag. The last admin stays an admin."""
+    await if_match.check(session, user, UserRead)
     user = await service.update_user(session, user=user, data=data)
-    return UserRead.model_validate(user)
+    return if_match.tag(UserRead.model_validate(user))
 
 
 @admin_router.delete(
     "/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_model=None,
-    responses=problem_responses(404, 409, 422),
+    responses={**write_responses(204), **problem_responses(404, 409, 422)},
 )
-async def delete_user(session: SessionDep, user: TargetUser) -> None:
+async def delete_user(session: SessionDep, user: TargetUser, if_match: IfMatch) -> None:
+    await if_match.check(session, user, UserRead)
     await service.delete_user(session, user=user)

@@ -215,3 +215,177 @@ async def test_item_routes_need_a_token(client: AsyncClient) -> None:
 async def test_bad_item_id_is_422(client: AsyncClient, user_headers: dict[str, str]) -> None:
     response = await client.get(f"{ITEMS}/123", headers=user_headers)
     assert response.status_code == 422
+
+
+# HTTP caching and lost updates (app/core/http_cache.py).
+
+
+async def test_an_item_carries_a_stable_etag_and_private_caching(
+    client: AsyncClient, session: AsyncSession, user: User, user_headers: dict[str, str]
+) -> None:
+    item = await create_item(session, owner=user)
+    first = await client.get(f"{ITEMS}/{item.id}", headers=user_headers)
+    second = await client.get(f"{ITEMS}/{item.id}", headers=user_headers)
+    assert first.status_code == second.status_code == 200
+    etag = first.headers["etag"]
+    assert etag.startswith('"')  # strong
+    assert second.headers["etag"] == etag
+    assert first.headers["cache-control"] == "private, no-cache"
+    assert first.headers["vary"] == "Authorization"
+
+
+@pytest.mark.parametrize(
+    "if_none_match",
+    ["{etag}", '"other", {etag}', "W/{etag}", "*", '"other",W/{etag} , '],
+    ids=["same", "in-a-list", "weak", "star", "weak-in-a-list"],
+)
+async def test_a_current_copy_gets_304_without_a_body(
+    client: AsyncClient,
+    session: AsyncSession,
+    user: User,
+    user_headers: dict[str, str],
+    if_none_match: str,
+) -> None:
+    item = await create_item(session, owner=user)
+    etag = (await client.get(f"{ITEMS}/{item.id}", headers=user_headers)).headers["etag"]
+    response = await client.get(
+        f"{ITEMS}/{item.id}",
+        headers={**user_headers, "If-None-Match": if_none_match.format(etag=etag)},
+    )
+    assert response.status_code == 304
+    assert response.content == b""
+    assert response.headers["etag"] == etag
+    assert response.headers["cache-control"] == "private, no-cache"
+    assert response.headers["vary"] == "Authorization"
+
+
+@pytest.mark.parametrize(
+    "if_none_match", ['"stale"', 'W/"stale"', "not-quoted", '"unclosed', "{etag}junk", ""]
+)
+async def test_another_or_malformed_if_none_match_gets_the_item(
+    client: AsyncClient,
+    session: AsyncSession,
+    user: User,
+    user_headers: dict[str, str],
+    if_none_match: str,
+) -> None:
+    item = await create_item(session, owner=user)
+    etag = (await client.get(f"{ITEMS}/{item.id}", headers=user_headers)).headers["etag"]
+    response = await client.get(
+        f"{ITEMS}/{item.id}",
+        headers={**user_headers, "If-None-Match": if_none_match.format(etag=etag)},
+    )
+    assert response.status_code == 200
+    assert response.json()["id"] == str(item.id)
+    assert response.headers["etag"] == etag
+
+
+async def test_if_none_match_does_not_reveal_another_users_item(
+    client: AsyncClient, session: AsyncSession, user: User, user_headers: dict[str, str]
+) -> None:
+    stranger = await create_user(session)
+    theirs = await create_item(session, owner=stranger)
+    response = await client.get(
+        f"{ITEMS}/{theirs.id}", headers={**user_headers, "If-None-Match": "*"}
+    )
+    assert response.status_code == 404
+
+
+async def test_a_patch_answers_the_new_etag_and_a_patch_changing_nothing_keeps_it(
+    client: AsyncClient, session: AsyncSession, user: User, user_headers: dict[str, str]
+) -> None:
+    item = await create_item(session, owner=user, title="old")
+    url = f"{ITEMS}/{item.id}"
+    before = (await client.get(url, headers=user_headers)).headers["etag"]
+    patched = await client.patch(url, headers=user_headers, json={"title": "new"})
+    assert patched.status_code == 200
+    after = patched.headers["etag"]
+    assert after != before
+    fetched = await client.get(url, headers=user_headers)
+    assert fetched.headers["etag"] == after  # the PATCH body is what a GET gives
+    assert fetched.json() == patched.json()
+    again = await client.patch(url, headers=user_headers, json={"title": "new"})
+    assert again.headers["etag"] == after
+    # The old copy is no longer current; the new one is.
+    stale = await client.get(url, headers={**user_headers, "If-None-Match": before})
+    assert stale.status_code == 200
+    current = await client.get(url, headers={**user_headers, "If-None-Match": after})
+    assert current.status_code == 304
+
+
+@pytest.mark.parametrize(
+    "if_match",
+    ['"stale"', "W/{etag}", "{etag}junk", "not-quoted", ""],
+    ids=["other", "weak-never-matches", "trailing-junk", "unquoted", "empty"],
+)
+async def test_a_write_with_a_stale_or_malformed_if_match_is_412_and_changes_nothing(
+    client: AsyncClient,
+    session: AsyncSession,
+    user: User,
+    user_headers: dict[str, str],
+    if_match: str,
+) -> None:
+    item = await create_item(session, owner=user, title="kept")
+    url = f"{ITEMS}/{item.id}"
+    before = await client.get(url, headers=user_headers)
+    conditional = {**user_headers, "If-Match": if_match.format(etag=before.headers["etag"])}
+    for response in [
+        await client.patch(url, headers=conditional, json={"title": "lost"}),
+        await client.delete(url, headers=conditional),
+    ]:
+        assert response.status_code == 412
+        assert response.headers["content-type"] == PROBLEM_JSON
+        assert response.json()["code"] == "precondition_failed"
+        assert response.headers["cache-control"] == "no-store"
+    after = await client.get(url, headers=user_headers)
+    assert after.status_code == 200
+    assert after.json() == before.json()
+
+
+@pytest.mark.parametrize("if_match", ["{etag}", '"other", {etag}', "*"])
+async def test_a_write_with_a_current_if_match_succeeds(
+    client: AsyncClient,
+    session: AsyncSession,
+    user: User,
+    user_headers: dict[str, str],
+    if_match: str,
+) -> None:
+    item = await create_item(session, owner=user, title="old")
+    url = f"{ITEMS}/{item.id}"
+    etag = (await client.get(url, headers=user_headers)).headers["etag"]
+    conditional = {**user_headers, "If-Match": if_match.format(etag=etag)}
+    patched = await client.patch(url, headers=conditional, json={"title": "new"})
+    assert patched.status_code == 200
+    assert patched.json()["title"] == "new"
+    # The first write made the tag stale: a second one with it fails, unless it is `*`.
+    replayed = await client.patch(url, headers=conditional, json={"title": "newer"})
+    assert replayed.status_code == (200 if if_match == "*" else 412)
+    current = {
+        **user_headers,
+        "If-Match": (await client.get(url, headers=user_headers)).headers["etag"],
+    }
+    assert (await client.delete(url, headers=current)).status_code == 204
+    assert (await client.get(url, headers=user_headers)).status_code == 404
+
+
+async def test_an_overlong_precondition_is_422_not_500(
+    client: AsyncClient, session: AsyncSession, user: User, user_headers: dict[str, str]
+) -> None:
+    item = await create_item(session, owner=user)
+    url = f"{ITEMS}/{item.id}"
+    huge = '"' + "a" * 5000 + '"'
+    read = await client.get(url, headers={**user_headers, "If-None-Match": huge})
+    write = await client.patch(url, headers={**user_headers, "If-Match": huge}, json={})
+    assert read.status_code == write.status_code == 422
+    assert read.headers["content-type"] == write.headers["content-type"] == PROBLEM_JSON
+
+
+async def test_if_match_lines_are_read_as_one_list(
+    client: AsyncClient, session: AsyncSession, user: User, user_headers: dict[str, str]
+) -> None:
+    item = await create_item(session, owner=user)
+    url = f"{ITEMS}/{item.id}"
+    etag = (await client.get(url, headers=user_headers)).headers["etag"]
+    headers = [*user_headers.items(), ("If-Match", '"other"'), ("If-Match", etag)]
+    response = await client.patch(url, headers=headers, json={"title": "both lines"})
+    assert response.status_code == 200

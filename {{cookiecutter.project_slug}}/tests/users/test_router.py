@@ -229,3 +229,83 @@ async def test_an_admin_may_step_down_when_another_remains(
     )
     assert response.status_code == 200
     assert response.json()["role"] == "user"
+
+
+# HTTP caching and lost updates (app/core/http_cache.py).
+
+
+async def test_me_carries_an_etag_and_answers_304_for_a_current_copy(
+    client: AsyncClient, user_headers: dict[str, str]
+) -> None:
+    first = await client.get(ME, headers=user_headers)
+    etag = first.headers["etag"]
+    assert first.headers["cache-control"] == "private, no-cache"
+    assert first.headers["vary"] == "Authorization"
+    assert (await client.get(ME, headers=user_headers)).headers["etag"] == etag
+    for if_none_match in [etag, f"W/{etag}", f'"x", {etag}', "*"]:
+        cached = await client.get(ME, headers={**user_headers, "If-None-Match": if_none_match})
+        assert cached.status_code == 304, if_none_match
+        assert cached.content == b""
+        assert cached.headers["etag"] == etag
+    other = await client.get(ME, headers={**user_headers, "If-None-Match": '"x"'})
+    assert other.status_code == 200
+
+
+async def test_update_me_with_a_stale_if_match_is_412_and_changes_nothing(
+    client: AsyncClient, user_headers: dict[str, str]
+) -> None:
+    read = await client.get(ME, headers=user_headers)
+    etag = read.headers["etag"]
+    renamed = await client.patch(
+        ME, headers={**user_headers, "If-Match": etag}, json={"full_name": "First"}
+    )
+    assert renamed.status_code == 200
+    assert renamed.headers["etag"] != etag
+    assert (await client.get(ME, headers=user_headers)).headers["etag"] == renamed.headers["etag"]
+
+    lost = await client.patch(
+        ME, headers={**user_headers, "If-Match": etag}, json={"full_name": "Second"}
+    )
+    assert lost.status_code == 412
+    assert lost.headers["content-type"] == PROBLEM_JSON
+    assert lost.json()["code"] == "precondition_failed"
+    assert (await client.get(ME, headers=user_headers)).json()["full_name"] == "First"
+
+
+async def test_admin_reads_a_user_with_an_etag_and_gets_304(
+    client: AsyncClient, user: User, admin_headers: dict[str, str]
+) -> None:
+    url = f"{USERS}/{user.id}"
+    etag = (await client.get(url, headers=admin_headers)).headers["etag"]
+    cached = await client.get(url, headers={**admin_headers, "If-None-Match": etag})
+    assert cached.status_code == 304
+    missing = await client.get(
+        f"{USERS}/{uuid.uuid4()}", headers={**admin_headers, "If-None-Match": "*"}
+    )
+    assert missing.status_code == 404
+
+
+async def test_admin_writes_honour_if_match(
+    client: AsyncClient, user: User, admin_headers: dict[str, str]
+) -> None:
+    url = f"{USERS}/{user.id}"
+    etag = (await client.get(url, headers=admin_headers)).headers["etag"]
+    promoted = await client.patch(
+        url, headers={**admin_headers, "If-Match": etag}, json={"role": "admin"}
+    )
+    assert promoted.status_code == 200
+    new_etag = promoted.headers["etag"]
+    assert new_etag != etag
+
+    stale = {**admin_headers, "If-Match": etag}
+    demoted = await client.patch(url, headers=stale, json={"role": "user"})
+    deleted = await client.delete(url, headers=stale)
+    assert demoted.status_code == deleted.status_code == 412
+    assert deleted.json()["code"] == "precondition_failed"
+    still = await client.get(url, headers=admin_headers)
+    assert still.status_code == 200
+    assert still.json()["role"] == "admin"
+
+    gone = await client.delete(url, headers={**admin_headers, "If-Match": new_etag})
+    assert gone.status_code == 204
+    assert (await client.get(url, headers=admin_headers)).status_code == 404

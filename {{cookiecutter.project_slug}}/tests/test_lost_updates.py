@@ -1,0 +1,96 @@
+"""Conditional writes racing through the served app: several uvicorn workers, one database.
+
+Every racer sends the same If-Match, the ETag they all read: exactly one write may win, the
+others must get 412, and the database must hold the winner's write.
+"""
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests import databases
+from tests.servers import serve
+
+WORKERS = 2
+RACERS = 2
+ROUNDS = 5
+PASSWORD = "a long enough password"
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log_path = tmp_path_factory.mktemp("lost-updates") / "server.log"
+    with databases.scratch_database(databases.new_database_url("ifmatch"), migrated=True) as url:
+        with serve(url, log_path, workers=WORKERS) as server:
+            yield f"{server.base_url}/api/v1"
+        assert "Traceback" not in server.log()
+
+
+def _client(base_url: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=base_url, limits=httpx.Limits(max_connections=RACERS), timeout=60
+    )
+
+
+async def _sign_up(client: httpx.AsyncClient, email: str) -> dict[str, str]:
+    registered = await client.post("/auth/register", json={"email": email, "password": PASSWORD})
+    assert registered.status_code == 201, registered.text
+    login = await client.post("/auth/login", data={"username": email, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+async def _race(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], field: str, round_: int
+) -> list[httpx.Response]:
+    """Read once, then send every racer's PATCH with that ETag at the same moment.
+
+    Every value is new: a PATCH that changes nothing keeps the ETag, and rightly lets the
+    next one through.
+    """
+    etag = (await client.get(url, headers=headers)).headers["etag"]
+    conditional = {**headers, "If-Match": etag}
+    return await asyncio.gather(
+        *(
+            client.patch(url, json={field: f"round {round_} racer {n}"}, headers=conditional)
+            for n in range(RACERS)
+        )
+    )
+
+
+async def _assert_one_winner(
+    client: httpx.AsyncClient,
+    url: str,
+    headers: dict[str, str],
+    field: str,
+    responses: list[httpx.Response],
+) -> None:
+    assert Counter(r.status_code for r in responses) == {200: 1, 412: RACERS - 1}
+    assert {r.json()["code"] for r in responses if r.status_code == 412} == {"precondition_failed"}
+    (winner,) = (r for r in responses if r.status_code == 200)
+    stored = await client.get(url, headers=headers)
+    assert stored.json()[field] == winner.json()[field]
+    assert stored.headers["etag"] == winner.headers["etag"]
+
+
+async def test_one_of_two_updates_to_me_with_the_same_etag_wins(base_url: str) -> None:
+    async with _client(base_url) as client:
+        headers = await _sign_up(client, "racing-me@example.com")
+        for round_ in range(ROUNDS):
+            responses = await _race(client, "/users/me", headers, "full_name", round_)
+            await _assert_one_winner(client, "/users/me", headers, "full_name", responses)
+{%- if cookiecutter.include_example_resource %}
+
+
+async def test_one_of_two_updates_to_an_item_with_the_same_etag_wins(base_url: str) -> None:
+    async with _client(base_url) as client:
+        headers = await _sign_up(client, "racing-items@example.com")
+        created = await client.post("/items", json={"title": "original"}, headers=headers)
+        url = f"/items/{created.json()['id']}"
+        for round_ in range(ROUNDS):
+            responses = await _race(client, url, headers, "title", round_)
+            await _assert_one_winner(client, url, headers, "title", responses)
+{%- endif %}

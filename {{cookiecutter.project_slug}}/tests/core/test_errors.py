@@ -1,5 +1,6 @@
 import json
 import time
+from typing import Any
 
 import pytest
 from fastapi import APIRouter, FastAPI
@@ -7,7 +8,7 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core.config import Settings
+from app.core.config import Environment, Settings
 from app.core.errors import MAX_LISTED_ERRORS, PROBLEM_JSON
 from app.db.session import SessionDep, create_engine, create_sessionmaker, get_sessionmaker
 from app.main import create_app
@@ -139,12 +140,8 @@ async def test_a_database_bug_logs_no_bound_value_outside_local(
     shown: bool,
 ) -> None:
     """A failing statement is logged with its SQL; its values (emails, hashes) only locally."""
-    settings = Settings(
-        _env_file=None,
-        ENVIRONMENT=environment,
-        SECRET_KEY="p" * 40,
-        ALLOWED_HOSTS=["testserver"],
-    )
+    production_safe: dict[str, Any] = {"SECRET_KEY": "p" * 40, "ALLOWED_HOSTS": ["testserver"]}
+    settings = Settings(_env_file=None, ENVIRONMENT=Environment(environment), **production_safe)
     engine = create_engine(settings, url=migrated_database)
     factory = create_sessionmaker(engine)
 

@@ -41,10 +41,9 @@ async def ready(factory: SessionmakerDep, limiter: RateLimiterDep) -> HealthStat
         cause = f"{type(exc).__name__}: {exc}"
         logger.warning("not ready: the database cannot be reached: %s", cause)
         raise ServiceUnavailable from exc
+    # An outage of the limit storage is logged by the limiter, once, when a request meets it.
     if not await limiter.storage_reachable():
         if not limiter.fail_open:
-            logger.warning("not ready: the rate limit storage cannot be reached")
             raise RateLimitUnavailable
-        logger.warning("degraded: the rate limit storage cannot be reached")
         return HealthStatus(status="degraded")
     return HealthStatus()

@@ -4,13 +4,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from app.api import api_router
 from app.core.config import Environment, Settings, get_settings
 from app.core.errors import install_error_handlers
 from app.core.hardening import (
     BodySizeLimitMiddleware,
+    ProblemCORSMiddleware,
     SecurityHeadersMiddleware,
     TrustedHostsMiddleware,
     add_swagger_ui,
@@ -18,6 +18,9 @@ from app.core.hardening import (
 from app.core.logging import REQUEST_ID_HEADER, RequestContextMiddleware, configure_logging
 from app.core.ratelimit import RateLimiter
 from app.db.session import create_engine, create_sessionmaker
+
+# The probes answer whatever the Host header says (an orchestrator calls them by the pod's IP).
+PROBE_PATHS = frozenset({f"{api_router.prefix}/health/live", f"{api_router.prefix}/health/ready"})
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -43,6 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,  # served by add_swagger_ui, with a policy of its own
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
+        # No redirect from /items/ to /items: it would take its host from the Host header.
+        redirect_slashes=False,
     )
     if docs:
         add_swagger_ui(app, "/openapi.json")
@@ -52,16 +57,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
     if settings.CORS_ORIGINS:
+        # No credentials: the API takes bearer tokens, never cookies.
         app.add_middleware(
-            CORSMiddleware,
+            ProblemCORSMiddleware,
             allow_origins=settings.CORS_ORIGINS,
-            allow_credentials=True,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER],
             expose_headers=[REQUEST_ID_HEADER, "Location", "Retry-After"],
         )
     if "*" not in settings.ALLOWED_HOSTS:
-        app.add_middleware(TrustedHostsMiddleware, allowed_hosts=settings.ALLOWED_HOSTS)
+        app.add_middleware(
+            TrustedHostsMiddleware, allowed_hosts=settings.ALLOWED_HOSTS, exempt_paths=PROBE_PATHS
+        )
     # Added late, so they run first: every response, CORS and error ones included, gets a
     # request id and the security headers.
     app.add_middleware(RequestContextMiddleware)

@@ -2,15 +2,19 @@
 
 import inspect
 import re
+import typing
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import fastapi.routing
+import pytest
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from httpx import ASGITransport, AsyncClient
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 from sqlalchemy import text
 from starlette.routing import BaseRoute
 
@@ -19,6 +23,7 @@ from app.auth.dependencies import get_admin_user
 from app.core.config import Settings
 from app.core.errors import PROBLEM_JSON
 from app.core.http_cache import IfMatch, IfNoneMatch, private_cache
+from app.core.schemas import FORBIDDEN_CHARACTER
 from app.main import create_app
 
 
@@ -133,9 +138,46 @@ async def test_cors_allows_only_the_configured_origins() -> None:
         refused = await client.options(
             "/api/v1/auth/login", headers={"Origin": "https://evil.example.com", **preflight}
         )
+        simple = await client.get(
+            "/api/v1/health/live", headers={"Origin": "https://app.example.com"}
+        )
     assert allowed.status_code == 200
     assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
     assert "access-control-allow-origin" not in refused.headers
+    assert simple.headers["access-control-allow-origin"] == "https://app.example.com"
+    # Bearer tokens, not cookies: browsers are never told to send credentials.
+    for response in (allowed, refused, simple):
+        assert "access-control-allow-credentials" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("headers", "refused"),
+    [
+        ({"Origin": "https://evil.example.com"}, "origin"),
+        ({"Access-Control-Request-Method": "PUT"}, "method"),
+        ({"Access-Control-Request-Headers": "X-Secret"}, "headers"),
+    ],
+    ids=["origin", "method", "header"],
+)
+async def test_a_refused_preflight_is_a_problem(headers: dict[str, str], refused: str) -> None:
+    app = create_app(Settings(_env_file=None, CORS_ORIGINS=["https://app.example.com"]))
+    preflight = {
+        "Origin": "https://app.example.com",
+        "Access-Control-Request-Method": "POST",
+        **headers,
+    }
+    async with AsyncClient(
+        transport=ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        response = await client.options("/api/v1/auth/login", headers=preflight)
+    assert response.status_code == 400
+    assert response.headers["content-type"] == PROBLEM_JSON
+    problem = response.json()
+    assert problem["code"] == "cors_preflight_refused"
+    assert problem["detail"].endswith(f"refused: {refused}.")
+    assert "Origin" in response.headers["vary"]
+    assert "access-control-allow-credentials" not in response.headers
+    assert response.headers["x-content-type-options"] == "nosniff"
 
 
 async def test_without_cors_origins_no_cors_headers_are_sent(client: AsyncClient) -> None:
@@ -267,3 +309,118 @@ def test_conditional_routes_document_their_headers_and_answers() -> None:
                 assert PROBLEM_JSON in operation["responses"]["412"]["content"], route.path
     assert reads >= 2  # at least GET /users/me and GET /users/{user_id}
     assert writes >= 3  # at least PATCH /users/me, PATCH and DELETE /users/{user_id}
+
+
+def _with_slash_toggled(path: str) -> str:
+    return path.removesuffix("/") if path.endswith("/") else f"{path}/"
+
+
+async def test_no_route_redirects_to_a_slash_variant() -> None:
+    """A redirect would take its host from the Host header: /items/ is a 404, not a 307."""
+    app = create_app()
+    paths = list(app.openapi()["paths"])
+    assert len(paths) > 5
+    seen = []
+    async with AsyncClient(
+        transport=ASGITransport(app=app), base_url="http://evil.example"
+    ) as client:
+        for path in paths:
+            url = _with_slash_toggled(re.sub(r"\{[^}]+\}", str(uuid.uuid4()), path))
+            for method in app.openapi()["paths"][path]:
+                response = await client.request(method.upper(), url)
+                seen.append((method, url, response.status_code))
+                assert response.status_code == 404, (method, url, response.status_code)
+                assert "location" not in response.headers
+                assert response.headers["content-type"] == PROBLEM_JSON
+    assert ("get", "/api/v1/users/me/", 404) in seen
+
+
+def _templates_matching(url: str, paths: dict[str, Any]) -> list[str]:
+    return [path for path in paths if re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", path), url)]
+
+
+async def test_a_405_allows_every_method_of_the_path(client: AsyncClient) -> None:
+    """RFC 9110: Allow names the methods of the resource, not of the one route that matched.
+
+    HEAD and OPTIONS are not served (CORS preflights aside, answered before routing), so they
+    are 405s too, and never in Allow.
+    """
+    paths = create_app().openapi()["paths"]
+    checked = 0
+    for path in paths:
+        url = re.sub(r"\{[^}]+\}", str(uuid.uuid4()), path)
+        # /users/me is also matched by /users/{user_id}: a URL has the methods of both.
+        templates = _templates_matching(url, paths)
+        allowed = {method.upper() for template in templates for method in paths[template]}
+        for method in {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"} - allowed:
+            response = await client.request(method, url)
+            assert response.status_code == 405, (method, url)
+            assert response.headers["content-type"] == PROBLEM_JSON
+            assert set(response.headers["allow"].split(", ")) == allowed, (method, url)
+            checked += 1
+    assert checked > 20
+    # GET and PATCH share /users/me with different routes; a PUT names both (and DELETE, which
+    # /users/{user_id} serves for "me" too: it answers, so it is allowed).
+    response = await client.put("/api/v1/users/me")
+    assert response.headers["allow"] == "DELETE, GET, PATCH"
+
+
+def _flat_params(dependant: Dependant) -> list[Any]:
+    params = [
+        *dependant.path_params,
+        *dependant.query_params,
+        *dependant.header_params,
+        *dependant.cookie_params,
+        *dependant.body_params,
+    ]
+    for sub in dependant.dependencies:
+        params += _flat_params(sub)
+    return params
+
+
+def _admits_str(annotation: Any) -> bool:
+    if annotation is str:
+        return True
+    return any(_admits_str(argument) for argument in typing.get_args(annotation))
+
+
+def _refusals(annotation: Any, field: FieldInfo, value: str) -> list[str]:
+    """The error types a field gives for `value`, validated with its own constraints."""
+    target: Any = Annotated[annotation, *field.metadata] if field.metadata else annotation
+    try:
+        TypeAdapter[Any](target).validate_python(value)
+    except ValidationError as error:
+        return [issue["type"] for issue in error.errors()]
+    return []
+
+
+def test_every_string_a_client_sends_refuses_nul() -> None:
+    """Every field of every request model and every parameter of every route, found by walking
+    the routes: a NUL is refused before anything else is checked (no database can store it)."""
+    checked: list[str] = []
+    for route in _api_routes(create_app()):
+        for param in _flat_params(route.dependant):
+            annotation = param.field_info.annotation
+            where = f"{route.path} {param.name}"
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                for name in annotation.model_fields:
+                    try:
+                        annotation.model_validate({name: "a\x00b"})
+                    except ValidationError as error:
+                        found = {(issue["loc"], issue["type"]) for issue in error.errors()}
+                    else:  # pragma: no cover - the failure this test exists for
+                        found = set()
+                    assert ((name,), FORBIDDEN_CHARACTER) in found, f"{where}.{name}"
+                    checked.append(f"{where}.{name}")
+            elif _admits_str(annotation):  # pragma: no cover - no such parameter yet
+                refusals = _refusals(annotation, param.field_info, "a\x00b")
+                assert FORBIDDEN_CHARACTER in refusals, where
+                checked.append(where)
+            else:
+                assert _refusals(annotation, param.field_info, "a\x00b"), where
+    assert {
+        "/api/v1/auth/register data.full_name",
+        "/api/v1/auth/login form.username",
+        "/api/v1/auth/login form.password",
+        "/api/v1/users/me data.current_password",
+    } <= set(checked)

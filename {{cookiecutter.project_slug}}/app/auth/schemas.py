@@ -3,7 +3,7 @@ from typing import Annotated, Literal
 from fastapi import Form
 from pydantic import StringConstraints
 
-from app.core.schemas import Schema
+from app.core.schemas import Schema, SingleLine
 from app.users.models import EMAIL_MAX_LENGTH
 from app.users.schemas import PASSWORD_MAX_LENGTH
 
@@ -13,7 +13,9 @@ RefreshTokenStr = Annotated[str, StringConstraints(min_length=1, max_length=256)
 class LoginForm(Schema):
     """The OAuth2 password form (`username` is the email), with bounded fields."""
 
-    username: Annotated[str, StringConstraints(min_length=1, max_length=EMAIL_MAX_LENGTH)]
+    username: Annotated[
+        str, StringConstraints(min_length=1, max_length=EMAIL_MAX_LENGTH), SingleLine
+    ]
     password: Annotated[str, StringConstraints(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
     grant_type: Literal["password"] | None = None
     scope: Annotated[str, StringConstraints(max_length=256)] = ""

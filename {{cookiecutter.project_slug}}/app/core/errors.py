@@ -5,15 +5,17 @@ error the API returns, validation and unexpected ones included, is `application/
 """
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
+from itertools import islice
 from typing import Any, ClassVar
 
+import fastapi.routing
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import (
     DBAPIError,
     IntegrityError,
@@ -23,6 +25,8 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute
+from starlette.types import Scope
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +127,12 @@ class Problem(BaseModel):
     code: str
 
 
+# A 422 lists this many errors at most, and each name in a location this many characters: what
+# an invalid request costs to answer stays small however much is wrong with it.
+MAX_LISTED_ERRORS = 20
+MAX_LOCATION_PART = 64
+
+
 class ValidationIssue(BaseModel):
     loc: list[str | int]
     msg: str
@@ -130,7 +140,8 @@ class ValidationIssue(BaseModel):
 
 
 class ValidationProblem(Problem):
-    errors: list[ValidationIssue]
+    errors: list[ValidationIssue] = Field(max_length=MAX_LISTED_ERRORS)
+    error_count: int = Field(description="How many errors were found; `errors` lists the first.")
 
 
 def problem_response(
@@ -176,12 +187,25 @@ async def _app_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
     # Only location, message and type: never echo the input back (it may be a password).
     issues = [
-        {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
-        for error in exc.errors()
+        {"loc": _location(error["loc"]), "msg": error["msg"], "type": error["type"]}
+        for error in islice(errors, MAX_LISTED_ERRORS)
     ]
-    return problem_response(422, "validation_error", "The request is not valid.", errors=issues)
+    return problem_response(
+        422, "validation_error", "The request is not valid.", errors=issues, error_count=len(errors)
+    )
+
+
+def _location(loc: Iterable[str | int]) -> list[str | int]:
+    """The location, with any name cut short (an unknown key may be as long as the body)."""
+    return [
+        part[:MAX_LOCATION_PART] + "..."
+        if isinstance(part, str) and len(part) > MAX_LOCATION_PART
+        else part
+        for part in loc
+    ]
 
 
 # The framework's own errors (the app itself raises AppError subclasses only).
@@ -195,12 +219,48 @@ _HTTP_ERROR_CODES = {
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": ", ".join(sorted(_methods_of_path(request)))}
     return problem_response(
         exc.status_code,
         _HTTP_ERROR_CODES.get(exc.status_code, "http_error"),
         detail,
-        headers=exc.headers,
+        headers=headers,
     )
+
+
+def route_path(scope: Scope) -> str:
+    """The path the routes match: the request's path without the app's root path, if any."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root + "/"):
+        return path[len(root) :]
+    return path
+
+
+def _routes(app: FastAPI) -> Iterable[BaseRoute]:
+    """Every route of the app. Newer FastAPI keeps included routers nested, and walks them with
+    `iter_route_contexts`; older versions copy every route into the app's router."""
+    iter_route_contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    if iter_route_contexts is None:  # pragma: no cover - depends on the FastAPI version
+        return app.routes
+    routes: Iterable[BaseRoute] = iter_route_contexts(app.routes)
+    return routes
+
+
+def _methods_of_path(request: Request) -> set[str]:
+    """Every method some route serves at the request's path (RFC 9110: the resource's methods).
+
+    The router's own 405 names the methods of the first route that matched the path only.
+    """
+    path = route_path(request.scope)
+    methods: set[str] = set()
+    for route in _routes(request.app):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= getattr(route, "methods", None) or set()
+    return methods
 
 
 # SQLSTATE classes that say the database cannot serve now, not that the request is wrong:
@@ -236,9 +296,23 @@ def is_foreign_key_violation(exc: IntegrityError) -> bool:
     return getattr(exc.orig, "sqlstate", None) == "23503"  # foreign_key_violation
 
 
+def _drop_driver_details(exc: BaseException) -> None:
+    """Where the engine hides bound values, PostgreSQL's DETAIL goes too: it repeats them
+    ("Failing row contains (...)", "Key (email)=(...)"), and asyncpg's error text includes it."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if type(current).__module__.startswith("asyncpg") and hasattr(current, "detail"):
+            current.detail = None
+        current = current.__cause__ or current.__context__
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, SQLAlchemyError)
     if not is_database_unavailable(exc):
+        if getattr(exc, "hide_parameters", False):
+            _drop_driver_details(exc)
         raise exc  # a bug, not an outage: the request middleware logs it and answers 500
     cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
     logger.error("database unavailable: %s", type(cause).__name__)

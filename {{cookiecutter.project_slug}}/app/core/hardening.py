@@ -1,4 +1,5 @@
-"""HTTP hardening, as plain ASGI middleware: body size limit, allowed hosts, security headers.
+"""HTTP hardening, as plain ASGI middleware: body size limit, allowed hosts, security headers,
+and CORS whose refusals are problem details like every other error.
 
 Also the Swagger UI page, served with a Content-Security-Policy of its own: the API's JSON
 responses forbid everything, while the docs page needs its script and styles from a CDN and one
@@ -8,16 +9,18 @@ inline script, which is allowed by its hash rather than by 'unsafe-inline'.
 import base64
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import problem_response
+from app.core.errors import problem_response, route_path
 
 # Nothing may be loaded, framed or run: the API only answers JSON.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -83,10 +86,17 @@ class BodySizeLimitMiddleware:
 
 
 class TrustedHostsMiddleware:
-    """Starlette's host check, answering problem+json instead of its plain-text 400."""
+    """Starlette's host check, answering problem+json instead of its plain-text 400.
 
-    def __init__(self, app: ASGIApp, allowed_hosts: Sequence[str]) -> None:
+    Paths in `exempt_paths` (the health probes) answer whatever the Host: a Kubernetes probe
+    names the pod's IP address, which is in no list of public host names.
+    """
+
+    def __init__(
+        self, app: ASGIApp, allowed_hosts: Sequence[str], exempt_paths: Collection[str] = ()
+    ) -> None:
         self.app = app
+        self.exempt_paths = frozenset(exempt_paths)
         self.check = TrustedHostMiddleware(
             self._mark, allowed_hosts=allowed_hosts, www_redirect=False
         )
@@ -100,6 +110,10 @@ class TrustedHostsMiddleware:
             await self.app(scope, receive, send)
             return
 
+        if route_path(scope) in self.exempt_paths:
+            await self.app(scope, receive, send)
+            return
+
         async def discard(message: Message) -> None:
             return None
 
@@ -110,6 +124,23 @@ class TrustedHostsMiddleware:
         detail = "The Host header names no host this service answers to."
         response = problem_response(400, "invalid_host", detail)
         await response(scope, receive, send)
+
+
+class ProblemCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, except that a refused preflight is a problem+json 400, not plain text."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        # Starlette says what it refused as "Disallowed CORS origin, method".
+        refused = bytes(response.body).decode().removeprefix("Disallowed CORS ")
+        return problem_response(
+            400,
+            "cors_preflight_refused",
+            f"The cross-origin request is not allowed; refused: {refused}.",
+            headers={"Vary": response.headers["vary"]},
+        )
 
 
 class SecurityHeadersMiddleware:

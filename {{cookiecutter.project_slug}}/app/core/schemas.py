@@ -1,18 +1,107 @@
-"""Shared API schema pieces: the base class every schema extends, and pagination."""
+"""Shared API schema pieces: the base class every schema extends, text rules, and pagination."""
 
+import re
 from collections.abc import Sequence
 from typing import Annotated, Any, Generic, Self, TypeVar
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    field_validator,
+    model_validator,
+)
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import core_schema
+from pydantic_core import PydanticCustomError, core_schema
+
+# --- Text ----------------------------------------------------------------------------------------
+# What no string may hold, on either database: NUL (PostgreSQL cannot store it in text, and
+# SQLite's driver refuses it in a statement) and lone surrogates (they have no UTF-8 encoding).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Control characters: C0, DEL and C1. A single line holds none of them; a multi-line text may
+# hold tab, line feed and carriage return.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_LINE_BREAKS_AND_TABS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+FORBIDDEN_CHARACTER = "forbidden_character"
 
 
-class Schema(BaseModel):
+def _refuse_unstorable(value: object) -> None:
+    """Refuses NUL and lone surrogates anywhere in a value: a string, or a list or dict of them."""
+    if isinstance(value, str):
+        if _UNSTORABLE.search(value):
+            raise PydanticCustomError(
+                FORBIDDEN_CHARACTER, "Text may not contain NUL or unpaired surrogate characters"
+            )
+    elif isinstance(value, list | tuple | set | frozenset):
+        for element in value:
+            _refuse_unstorable(element)
+    elif isinstance(value, dict):
+        for key, element in value.items():
+            _refuse_unstorable(key)
+            _refuse_unstorable(element)
+
+
+def _single_line(value: str) -> str:
+    if _CONTROL.search(value):
+        raise PydanticCustomError(
+            FORBIDDEN_CHARACTER, "A single line may not contain control characters"
+        )
+    return value
+
+
+def _multi_line(value: str) -> str:
+    if _CONTROL_BUT_LINE_BREAKS_AND_TABS.search(value):
+        raise PydanticCustomError(
+            FORBIDDEN_CHARACTER,
+            "Text may not contain control characters other than tab, line feed and carriage return",
+        )
+    return value
+
+
+# `Annotated[str, StringConstraints(...), SingleLine]`: a name, a title, an email address.
+SingleLine = AfterValidator(_single_line)
+# `Annotated[str, StringConstraints(...), MultiLine]`: a description, a comment.
+MultiLine = AfterValidator(_multi_line)
+
+
+class StorableInput(BaseModel):
+    """Refuses NUL and lone surrogates in every field, before any other check runs.
+
+    So no string a client sends can fail in the database driver instead of with a 422, whatever
+    type a field has and whether or not it is marked `SingleLine` or `MultiLine`.
+    """
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _storable(cls, value: object) -> object:
+        _refuse_unstorable(value)
+        return value
+
+
+# Unknown members an object may have before it is refused whole, with one error instead of one
+# per member: 65,536 unknown keys would otherwise cost seconds of validation and error building.
+MAX_UNKNOWN_MEMBERS = 20
+
+
+class Schema(StorableInput):
     """Reads ORM objects, and refuses fields it does not declare (422, not silently dropped)."""
 
     model_config = ConfigDict(from_attributes=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _few_unknown_members(cls, data: object) -> object:
+        if isinstance(data, dict) and len(data) > len(cls.model_fields) + MAX_UNKNOWN_MEMBERS:
+            raise PydanticCustomError(
+                "too_many_members",
+                "The object has {count} members; this one takes at most {fields}",
+                {"count": len(data), "fields": len(cls.model_fields)},
+            )
+        return data
 
 
 T = TypeVar("T")
@@ -52,7 +141,7 @@ class NotNull:
 MAX_PAGE_SIZE = 100
 
 
-class PageParams(BaseModel):
+class PageParams(StorableInput):
     """`?limit=&offset=`; anything out of range is a 422, never a silent clamp."""
 
     limit: int = Field(default=20, ge=1, le=MAX_PAGE_SIZE)

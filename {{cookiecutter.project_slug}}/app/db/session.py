@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from app.core.config import {% if cookiecutter.database == "postgresql" %}PROJECT_SLUG, {% endif %}Settings
+from app.core.config import {% if cookiecutter.database == "postgresql" %}PROJECT_SLUG, {% endif %}Environment, Settings
 from app.core.errors import AppError
 {% if cookiecutter.database == "postgresql" %}
 
@@ -45,6 +45,9 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     engine = create_async_engine(
         url or settings.DATABASE_URL,
         echo=settings.DATABASE_ECHO,
+        # Bound values (an email, a password hash) stay out of error messages, and so out of
+        # the logs, everywhere but on a developer's machine.
+        hide_parameters=settings.ENVIRONMENT is not Environment.LOCAL,
         pool_size=settings.DATABASE_POOL_SIZE,
         max_overflow=settings.DATABASE_MAX_OVERFLOW,
         pool_timeout=settings.DATABASE_POOL_TIMEOUT,
@@ -87,7 +90,13 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
-    engine = create_async_engine(url or settings.DATABASE_URL, echo=settings.DATABASE_ECHO)
+    engine = create_async_engine(
+        url or settings.DATABASE_URL,
+        echo=settings.DATABASE_ECHO,
+        # Bound values (an email, a password hash) stay out of error messages, and so out of
+        # the logs, everywhere but on a developer's machine.
+        hide_parameters=settings.ENVIRONMENT is not Environment.LOCAL,
+    )
     _configure_sqlite(engine)
     return engine
 {%- endif %}

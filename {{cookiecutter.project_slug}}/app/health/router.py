@@ -1,5 +1,6 @@
-"""Liveness and readiness probes (public)."""
+"""Liveness and readiness probes (public, and answered whatever the Host header: see main.py)."""
 
+import logging
 from typing import Literal
 
 from fastapi import APIRouter
@@ -9,6 +10,8 @@ from app.core.errors import RateLimitUnavailable, ServiceUnavailable, problem_re
 from app.core.ratelimit import RateLimiterDep
 from app.core.schemas import Schema
 from app.db.session import SessionmakerDep
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter()
 
@@ -34,7 +37,11 @@ async def ready(factory: SessionmakerDep, limiter: RateLimiterDep) -> HealthStat
         async with factory() as session:
             await session.execute(text("SELECT 1"))
     except Exception as exc:
+        # The probe's caller sees only the 503; whoever reads the logs needs the cause.
+        cause = f"{type(exc).__name__}: {exc}"
+        logger.warning("not ready: the database cannot be reached: %s", cause)
         raise ServiceUnavailable from exc
+    # An outage of the limit storage is logged by the limiter, once, when a request meets it.
     if not await limiter.storage_reachable():
         if not limiter.fail_open:
             raise RateLimitUnavailable

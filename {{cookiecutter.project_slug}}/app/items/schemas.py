@@ -4,13 +4,15 @@ from typing import Annotated
 
 from pydantic import StringConstraints
 
-from app.core.schemas import NotNull, Schema
+from app.core.schemas import MultiLine, NotNull, Schema, SingleLine
 from app.items.models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 
 Title = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_LENGTH)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_LENGTH),
+    SingleLine,
 ]
-Description = Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH)]
+Description = Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH), MultiLine]
 
 
 class ItemCreate(Schema):

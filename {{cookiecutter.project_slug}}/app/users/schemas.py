@@ -12,7 +12,7 @@ from pydantic import (
     model_validator,
 )
 
-from app.core.schemas import NotNull, Schema
+from app.core.schemas import NotNull, Schema, SingleLine
 from app.users.models import EMAIL_MAX_LENGTH, FULL_NAME_MAX_LENGTH, Role
 
 PASSWORD_MIN_LENGTH = 8
@@ -23,12 +23,14 @@ def _lower(email: str) -> str:
     return email.lower()
 
 
-Email = Annotated[EmailStr, Field(max_length=EMAIL_MAX_LENGTH), AfterValidator(_lower)]
+Email = Annotated[EmailStr, Field(max_length=EMAIL_MAX_LENGTH), SingleLine, AfterValidator(_lower)]
 Password = Annotated[
     str,
     StringConstraints(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH),
 ]
-FullName = Annotated[str, StringConstraints(min_length=1, max_length=FULL_NAME_MAX_LENGTH)]
+FullName = Annotated[
+    str, StringConstraints(min_length=1, max_length=FULL_NAME_MAX_LENGTH), SingleLine
+]
 
 
 class UserCreate(Schema):

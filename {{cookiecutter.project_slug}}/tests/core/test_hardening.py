@@ -134,7 +134,7 @@ async def test_production_adds_hsts_refuses_other_hosts_and_hides_the_docs(
     app = app_with(**PRODUCTION)
     async with client_at(app, base_url="http://api.example.com") as client:
         live = await client.get("/api/v1/health/live")
-        other = await client.get("/api/v1/health/live", headers={"Host": "evil.example.com"})
+        other = await client.get("/api/v1/users/me", headers={"Host": "evil.example.com"})
         docs = await client.get("/docs")
         schema = await client.get("/openapi.json")
     assert live.status_code == 200
@@ -158,9 +158,9 @@ async def test_docs_can_be_turned_on_in_production(app_with: AppWith) -> None:
 async def test_allowed_hosts_accept_subdomain_patterns(app_with: AppWith) -> None:
     app = app_with(ALLOWED_HOSTS="*.example.com")
     async with client_at(app) as client:
-        sub = await client.get("/api/v1/health/live", headers={"Host": "eu.example.com:8443"})
-        bare = await client.get("/api/v1/health/live", headers={"Host": "example.org"})
-    assert sub.status_code == 200
+        sub = await client.get("/api/v1/users/me", headers={"Host": "eu.example.com:8443"})
+        bare = await client.get("/api/v1/users/me", headers={"Host": "example.org"})
+    assert sub.status_code == 401
     assert bare.status_code == 400
 
 
@@ -190,3 +190,20 @@ async def test_swagger_ui_has_a_policy_that_lets_exactly_its_page_load(client: A
         assert f"'sha256-{digest}'" in policy["script-src"].split()
     assert policy["connect-src"] == "'self'"  # "Try it out" calls this API
     assert (await client.get("/openapi.json")).headers["content-security-policy"] == API_CSP
+
+
+@pytest.mark.parametrize("host", ["10.42.0.17:8000", "api.example.com"])
+async def test_health_probes_answer_whatever_the_host(app_with: AppWith, host: str) -> None:
+    """A Kubernetes probe names the pod's IP; the host check must not keep it from ready."""
+    async with client_at(app_with(**PRODUCTION)) as client:
+        live = await client.get("/api/v1/health/live", headers={"Host": host})
+        ready = await client.get("/api/v1/health/ready", headers={"Host": host})
+        other = await client.get("/api/v1/users/me", headers={"Host": host})
+        near = await client.get("/api/v1/health/livex", headers={"Host": host})
+    assert live.status_code == 200
+    assert ready.status_code == 200, ready.text
+    assert ready.json() == {"status": "ok"}
+    # Everything else, paths that only start like a probe's included, answers its hosts only.
+    known = host == "api.example.com"
+    assert other.status_code == (401 if known else 400)
+    assert near.status_code == (404 if known else 400)

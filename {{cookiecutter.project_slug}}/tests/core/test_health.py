@@ -24,7 +24,7 @@ async def test_ready_when_the_database_answers(client: AsyncClient) -> None:
 
 
 async def test_not_ready_and_api_unavailable_when_the_database_is_gone(
-    app: FastAPI, client: AsyncClient
+    app: FastAPI, client: AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     engine = create_engine(get_settings(), url=databases.unreachable_database_url())
     broken = create_sessionmaker(engine)
@@ -38,6 +38,10 @@ async def test_not_ready_and_api_unavailable_when_the_database_is_gone(
         assert ready.status_code == 503
         assert ready.headers["content-type"] == PROBLEM_JSON
         assert ready.json()["code"] == "database_unavailable"
+        # The probe's caller sees a 503; the log says why.
+        causes = [r.getMessage() for r in caplog.records if r.name == "app.health.router"]
+        assert causes
+        assert causes[0].startswith("not ready: the database cannot be reached: OperationalError")
 
         register = await client.post(
             "/api/v1/auth/register", json={"email": "a@example.com", "password": "long enough"}

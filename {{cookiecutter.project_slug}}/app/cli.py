@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.config import get_settings
 from app.core.errors import is_database_unavailable
+from app.core.security import Passwords
 from app.db.session import create_engine, create_sessionmaker
 from app.users import service
 from app.users.models import Role
@@ -40,12 +41,15 @@ async def create_admin(email: str, password: str, full_name: str | None) -> str:
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise SystemExit(f"error: {problems}") from None
-    engine = create_engine(get_settings())
+    settings = get_settings()
+    engine = create_engine(settings)
     try:
         async with create_sessionmaker(engine)() as session, session.begin():
             existing = await service.get_user_by_email(session, email=data.email)
             if existing is None:
-                await service.create_user(session, data=data, role=Role.ADMIN)
+                await service.create_user(
+                    session, passwords=Passwords(settings), data=data, role=Role.ADMIN
+                )
                 return f"created admin {data.email}"
             if existing.is_admin and existing.is_active:
                 return f"{data.email} is already an admin; nothing changed"

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, status
 
-from app.auth.dependencies import CurrentUser, get_admin_user
+from app.auth.dependencies import CurrentUser, PasswordsDep, get_admin_user
 from app.core.errors import problem_responses
 from app.core.schemas import Page, PageQuery
 from app.db.session import SessionDep
@@ -22,10 +22,12 @@ async def read_me(user: CurrentUser) -> UserRead:
     return UserRead.model_validate(user)
 
 
-@router.patch("/me", response_model=UserRead, responses=problem_responses(400, 403, 422))
-async def update_me(session: SessionDep, user: CurrentUser, data: UserUpdateMe) -> UserRead:
+@router.patch("/me", response_model=UserRead, responses=problem_responses(400, 403, 409, 422))
+async def update_me(
+    session: SessionDep, passwords: PasswordsDep, user: CurrentUser, data: UserUpdateMe
+) -> UserRead:
     """Change your name, or your password (with `current_password`; signs out everywhere)."""
-    user = await service.update_me(session, user=user, data=data)
+    user = await service.update_me(session, passwords=passwords, user=user, data=data)
     return UserRead.model_validate(user)
 
 

@@ -10,7 +10,7 @@ from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import PROBLEM_JSON
-from app.core.security import hash_password
+from app.core.security import Passwords
 from app.users.models import User
 from app.users.schemas import PASSWORD_MAX_LENGTH
 from tests.factories import DEFAULT_PASSWORD, create_user
@@ -52,7 +52,11 @@ def argon2_calls(monkeypatch: pytest.MonkeyPatch) -> Argon2Calls:
 
 
 async def test_every_failed_login_costs_one_verify_at_the_same_cost(
-    client: AsyncClient, session: AsyncSession, user: User, argon2_calls: Argon2Calls
+    client: AsyncClient,
+    session: AsyncSession,
+    passwords: Passwords,
+    user: User,
+    argon2_calls: Argon2Calls,
 ) -> None:
     """Unknown email, wrong password and inactive account each run exactly one Argon2 verify,
     against a real hash with the very parameters of a real user's hash, and hash nothing.
@@ -69,7 +73,7 @@ async def test_every_failed_login_costs_one_verify_at_the_same_cost(
     }
     # The decoy hash for unknown emails is made once per process; make it before counting.
     await client.post(LOGIN, data={"username": "warm-up@example.com", "password": "x"})
-    reference = argon2.extract_parameters(await hash_password("any password"))
+    reference = argon2.extract_parameters(await passwords.hash("any password"))
 
     bodies = {}
     for name, (email, password) in attempts.items():

@@ -5,13 +5,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import service
 from app.auth.exceptions import InvalidCredentials, InvalidRefreshToken, RefreshTokenReused
 from app.auth.models import RefreshToken
-from app.core.security import decode_access_token, digest_refresh_token
+from app.core.security import Passwords, Tokens, digest_refresh_token
 from app.users.models import User
 from tests.factories import DEFAULT_PASSWORD
 
 
-async def test_authenticate_returns_the_user(session: AsyncSession, user: User) -> None:
-    found = await service.authenticate(session, email=user.email, password=DEFAULT_PASSWORD)
+async def test_authenticate_returns_the_user(
+    session: AsyncSession, passwords: Passwords, user: User
+) -> None:
+    found = await service.authenticate(
+        session, passwords=passwords, email=user.email, password=DEFAULT_PASSWORD
+    )
     assert found.id == user.id
 
 
@@ -21,25 +25,31 @@ async def test_authenticate_returns_the_user(session: AsyncSession, user: User) 
     ids=["unknown-email", "wrong-password"],
 )
 async def test_authenticate_rejects_bad_credentials(
-    session: AsyncSession, user: User, email: str | None, password: str
+    session: AsyncSession, passwords: Passwords, user: User, email: str | None, password: str
 ) -> None:
     with pytest.raises(InvalidCredentials):
-        await service.authenticate(session, email=email or user.email, password=password)
+        await service.authenticate(
+            session, passwords=passwords, email=email or user.email, password=password
+        )
 
 
-async def test_issue_tokens_stores_only_a_digest(session: AsyncSession, user: User) -> None:
-    pair = await service.issue_tokens(session, user=user)
+async def test_issue_tokens_stores_only_a_digest(
+    session: AsyncSession, tokens: Tokens, user: User
+) -> None:
+    pair = await service.issue_tokens(session, tokens=tokens, user=user)
     stored = await session.scalar(select(RefreshToken).where(RefreshToken.user_id == user.id))
     assert stored is not None
     assert stored.token_hash == digest_refresh_token(pair.refresh_token)
-    assert decode_access_token(pair.access_token).user_id == user.id
+    assert tokens.decode_access_token(pair.access_token).user_id == user.id
 
 
 async def test_rotation_keeps_the_family_and_spends_the_token(
-    session: AsyncSession, user: User
+    session: AsyncSession, tokens: Tokens, user: User
 ) -> None:
-    first = await service.issue_tokens(session, user=user)
-    second = await service.rotate_refresh_token(session, refresh_token=first.refresh_token)
+    first = await service.issue_tokens(session, tokens=tokens, user=user)
+    second = await service.rotate_refresh_token(
+        session, tokens=tokens, refresh_token=first.refresh_token
+    )
     rows = (
         await session.scalars(select(RefreshToken).where(RefreshToken.user_id == user.id))
     ).all()
@@ -51,12 +61,14 @@ async def test_rotation_keeps_the_family_and_spends_the_token(
 
 
 async def test_reuse_raises_an_error_that_keeps_the_revocation(
-    session: AsyncSession, user: User
+    session: AsyncSession, tokens: Tokens, user: User
 ) -> None:
-    first = await service.issue_tokens(session, user=user)
-    await service.rotate_refresh_token(session, refresh_token=first.refresh_token)
+    first = await service.issue_tokens(session, tokens=tokens, user=user)
+    await service.rotate_refresh_token(session, tokens=tokens, refresh_token=first.refresh_token)
     with pytest.raises(RefreshTokenReused) as caught:
-        await service.rotate_refresh_token(session, refresh_token=first.refresh_token)
+        await service.rotate_refresh_token(
+            session, tokens=tokens, refresh_token=first.refresh_token
+        )
     assert caught.value.keep_changes is True
     live = await session.scalar(
         select(func.count())
@@ -72,11 +84,11 @@ async def test_revoke_session_with_unknown_token_raises(session: AsyncSession) -
 
 
 async def test_revoke_all_sessions_bumps_the_version_and_revokes_every_token(
-    session: AsyncSession, user: User
+    session: AsyncSession, tokens: Tokens, user: User
 ) -> None:
     version = user.token_version
     for _ in range(2):
-        await service.issue_tokens(session, user=user)
+        await service.issue_tokens(session, tokens=tokens, user=user)
     await service.revoke_all_sessions(session, user=user)
     assert user.token_version == version + 1
     live = await session.scalar(

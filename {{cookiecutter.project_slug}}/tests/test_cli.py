@@ -7,6 +7,7 @@ from sqlalchemy import select, update
 
 from app import cli
 from app.core.config import get_settings
+from app.core.security import Passwords
 from app.db.session import create_engine, create_sessionmaker
 from app.users import service as users_service
 from app.users.models import Role, User
@@ -170,7 +171,9 @@ async def _create_plain_user(url: str, email: str) -> None:
     try:
         async with create_sessionmaker(engine)() as session, session.begin():
             await users_service.create_user(
-                session, data=UserCreate(email=email, password="a long user password")
+                session,
+                passwords=Passwords(get_settings()),
+                data=UserCreate(email=email, password="a long user password"),
             )
     finally:
         await engine.dispose()

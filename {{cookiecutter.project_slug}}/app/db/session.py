@@ -62,7 +62,6 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     _connect_errors_as_operational(engine)
     return engine
 {%- else %}
-
 # The execution option that picks SQLite's BEGIN for a transaction, and its two values.
 SQLITE_BEGIN = "sqlite_begin"
 DEFERRED, IMMEDIATE = "DEFERRED", "IMMEDIATE"

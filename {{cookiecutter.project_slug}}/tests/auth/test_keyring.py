@@ -18,7 +18,10 @@ from tests.factories import login
 ME = "/api/v1/users/me"
 NEW_KEY = "a-new-signing-key-rolled-in-for-rotation-0123456789"
 OLD_KEY = get_settings().SECRET_KEY.get_secret_value()
-BOTH_KEYS = {"JWT_KEYS": f"{SECRET_KEY_KID}:{OLD_KEY},2026-07:{NEW_KEY}", "JWT_ACTIVE_KID": "2026-07"}
+BOTH_KEYS = {
+    "JWT_KEYS": f"{SECRET_KEY_KID}:{OLD_KEY},2026-07:{NEW_KEY}",
+    "JWT_ACTIVE_KID": "2026-07",
+}
 
 AppWith = Callable[..., FastAPI]
 
@@ -57,9 +60,7 @@ async def test_a_new_key_rolls_in_and_the_old_one_rolls_out(
         assert await _status(new_only, new_token) == 200
 
 
-async def test_a_token_is_checked_against_the_key_it_names(
-    user: User, app_with: AppWith
-) -> None:
+async def test_a_token_is_checked_against_the_key_it_names(user: User, app_with: AppWith) -> None:
     """Not against any key of the ring: signed with one key but naming the other, it fails."""
     async with deployed(app_with, **BOTH_KEYS) as client:
         token = (await login(client, user.email))["access_token"]

@@ -1,6 +1,6 @@
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth import service
 from app.auth.exceptions import InvalidCredentials, InvalidRefreshToken, RefreshTokenReused
@@ -8,6 +8,7 @@ from app.auth.models import RefreshToken
 from app.core.security import Passwords, Tokens, digest_refresh_token
 from app.users.models import User
 from tests.factories import DEFAULT_PASSWORD
+from tests.passwords import ChangedWhileChecking
 
 
 async def test_authenticate_returns_the_user(
@@ -97,3 +98,24 @@ async def test_revoke_all_sessions_bumps_the_version_and_revokes_every_token(
         .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
     )
     assert live == 0
+
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"password_hash": "$argon2id$changed"}, {"is_active": False}],
+    ids=["password-changed", "deactivated"],
+)
+async def test_a_login_checked_against_a_changed_account_fails(
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    user: User,
+    changes: dict[str, object],
+) -> None:
+    """The password is checked with no transaction open; the login is written only if the
+    account, read again and locked, still is what was checked."""
+    passwords = ChangedWhileChecking(sessionmaker, **changes)
+    with pytest.raises(InvalidCredentials):
+        await service.authenticate(
+            session, passwords=passwords, email=user.email, password=DEFAULT_PASSWORD
+        )

@@ -4,14 +4,20 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.security import Passwords
 from app.users import service
-from app.users.exceptions import EmailAlreadyRegistered, UserNotFound, WrongCurrentPassword
+from app.users.exceptions import (
+    AccountChanged,
+    EmailAlreadyRegistered,
+    UserNotFound,
+    WrongCurrentPassword,
+)
 from app.users.models import Role, User
 from app.users.schemas import UserCreate, UserUpdateAdmin, UserUpdateMe
 from tests.factories import DEFAULT_PASSWORD
+from tests.passwords import ChangedWhileChecking
 
 
 async def test_create_user_hashes_with_argon2id(
@@ -107,3 +113,26 @@ async def test_deactivation_bumps_the_token_version(
     await service.update_user(session, user=user, data=UserUpdateAdmin(is_active=False))
     assert user.is_active is False
     assert user.token_version == before + 1
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"password_hash": "$argon2id$changed"}, {"token_version": 99}, {"is_active": False}],
+    ids=["password-changed", "signed-out-everywhere", "deactivated"],
+)
+async def test_a_password_change_checked_against_a_changed_account_is_a_conflict(
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    user: User,
+    changes: dict[str, object],
+) -> None:
+    """Both hashings run with no transaction open; the change is written only if the account,
+    read again and locked, still is what was checked."""
+    passwords = ChangedWhileChecking(sessionmaker, **changes)
+    with pytest.raises(AccountChanged):
+        await service.update_me(
+            session,
+            passwords=passwords,
+            user=user,
+            data=UserUpdateMe(password="new password!", current_password=DEFAULT_PASSWORD),
+        )

@@ -24,11 +24,13 @@ class ObservedPasswords(Passwords):
         self.probe = probe
         self.runs: list[tuple[float, float]] = []
         self.probed: list[object] = []
+        self.started = threading.Event()  # set once a hashing has begun
         self._lock = threading.Lock()
 
     def _observed(self, work: Callable[[], T]) -> T:
         seen = self.probe() if self.probe is not None else None
         start = time.monotonic()
+        self.started.set()
         try:
             return work()
         finally:

@@ -26,11 +26,8 @@ def _lower(email: str) -> str:
 
 def _check_password_bytes(password: str) -> str:
     """Bounds what reaches the hasher in bytes, not only characters (one can be 4 bytes)."""
-    try:
-        size = len(password.encode())
-    except UnicodeEncodeError:  # a lone surrogate, which JSON allows and UTF-8 cannot hold
-        raise ValueError("must be valid Unicode text") from None
-    if size > PASSWORD_MAX_BYTES:
+    # (A lone surrogate, which JSON allows, never gets here: pydantic refuses it as a string.)
+    if len(password.encode()) > PASSWORD_MAX_BYTES:
         raise ValueError(f"must be at most {PASSWORD_MAX_BYTES} bytes in UTF-8")
     return password
 

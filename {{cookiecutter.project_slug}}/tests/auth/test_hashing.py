@@ -40,9 +40,10 @@ async def test_hashings_run_at_most_as_many_at_once_as_configured(concurrency: i
 async def test_hashing_leaves_the_shared_threads_free() -> None:
     passwords = ObservedPasswords(Settings(PASSWORD_HASH_CONCURRENCY=1, **SLOW_ENOUGH))
     hashing = asyncio.gather(*(passwords.hash(f"password {n}") for n in range(3)))
-    while passwords.limiter.borrowed_tokens == 0:  # until a hashing holds its thread
-        await asyncio.sleep(0.001)
-    await anyio.to_thread.run_sync(time.sleep, 0)  # other blocking work, on the shared thread
+    with anyio.fail_after(10):
+        while not passwords.started.is_set():  # until a hashing runs in its thread
+            await asyncio.sleep(0.001)
+        await anyio.to_thread.run_sync(time.sleep, 0)  # other blocking work, on the shared one
     other_done = time.monotonic()
     await hashing
     first_end = min(end for _, end in passwords.runs)

@@ -139,8 +139,8 @@ async def test_an_oversized_password_is_422_and_never_hashed(
 async def test_a_password_that_is_not_unicode_text_is_422(
     client: AsyncClient, user_headers: dict[str, str], argon2_calls: Argon2Calls, where: str
 ) -> None:
-    """JSON can carry lone surrogates ("\\ud800"), which UTF-8, and so the hasher, cannot.
-    (A form body cannot: its undecodable bytes arrive as U+FFFD.)"""
+    """JSON can carry lone surrogates ("\\ud800"), which UTF-8, and so the hasher, cannot hold;
+    pydantic refuses them. (A form body cannot: its undecodable bytes arrive as U+FFFD.)"""
     bad = "\ud800" * PASSWORD_MIN_LENGTH
     if where == "register":
         path, method, body = REGISTER, "POST", {"email": "a@example.com", "password": bad}

@@ -24,13 +24,11 @@ class ObservedPasswords(Passwords):
         self.probe = probe
         self.runs: list[tuple[float, float]] = []
         self.probed: list[object] = []
-        self.started = threading.Event()  # set once a hashing has begun
         self._lock = threading.Lock()
 
     def _observed(self, work: Callable[[], T]) -> T:
         seen = self.probe() if self.probe is not None else None
         start = time.monotonic()
-        self.started.set()
         try:
             return work()
         finally:
@@ -52,7 +50,8 @@ class ObservedPasswords(Passwords):
 
     def most_at_once(self) -> int:
         """The most hashings that ran at the same moment."""
-        events = sorted([(start, 1) for start, _ in self.runs] + [(end, -1) for _, end in self.runs])
+        events = [(start, 1) for start, _ in self.runs] + [(end, -1) for _, end in self.runs]
+        events.sort()
         running = most = 0
         for _, change in events:
             running += change

@@ -13,15 +13,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-{% if cookiecutter.database == "postgresql" -%}
-import asyncpg
-{% endif -%}
 import httpx
 import pytest
 from fastapi import FastAPI
+{% if cookiecutter.database == "postgresql" -%}
+from sqlalchemy import NullPool, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
+{% else -%}
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
-
+{% endif %}
 from app.core.config import Settings
 from app.db.session import create_engine, create_sessionmaker, end_read_only_transaction
 from app.main import create_app
@@ -38,21 +39,23 @@ PASSWORD = "a long enough password"
 def database_url() -> Iterator[str]:
     with databases.scratch_database(databases.new_database_url("txn"), migrated=True) as url:
         yield url
-{% if cookiecutter.database == "postgresql" %}
+{%- if cookiecutter.database == "postgresql" %}
 
 
 async def _open_transactions(url: str) -> int:
     """Connections to the database, other than this one, inside a transaction right now."""
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    connection = await asyncpg.connect(dsn)
+    engine = create_async_engine(url, poolclass=NullPool)
     try:
-        count: int = await connection.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"
-        )
-        return count
+        async with engine.connect() as connection:
+            count = await connection.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"
+                )
+            )
+            return int(count or 0)
     finally:
-        await connection.close()
+        await engine.dispose()
 
 
 def _no_transaction_open(url: str) -> bool:
@@ -110,11 +113,9 @@ async def test_no_transaction_is_open_while_a_password_is_hashed(observed: Obser
         "unknown": ("nobody@example.com", PASSWORD, 401),
     }
     for email_, password, status in logins.values():
-        response = await client.post(
-            "/auth/login", data={"username": email_, "password": password}
-        )
+        response = await client.post("/auth/login", data={"username": email_, "password": password})
         assert response.status_code == status
-    token = (await client.post("/auth/login", data={"username": email, "password": PASSWORD}))
+    token = await client.post("/auth/login", data={"username": email, "password": PASSWORD})
     headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
     changed = await client.patch(
         "/users/me",
@@ -203,20 +204,19 @@ async def _sign_up(client: httpx.AsyncClient, email: str) -> dict[str, str]:
     login = await client.post("/auth/login", data={"username": email, "password": PASSWORD})
     assert login.status_code == 200, login.text
     return {"Authorization": f"Bearer {login.json()['access_token']}"}
-{% if cookiecutter.database == "postgresql" %}
+{%- if cookiecutter.database == "postgresql" %}
 
 
 @asynccontextmanager
 async def _writer_holding_a_lock(url: str) -> AsyncIterator[None]:
     """Another client in a transaction that locks the users table against every writer."""
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    connection = await asyncpg.connect(dsn)
+    engine = create_async_engine(url, poolclass=NullPool)
     try:
-        async with connection.transaction():
-            await connection.execute("LOCK TABLE users IN EXCLUSIVE MODE")
+        async with engine.connect() as connection, connection.begin():
+            await connection.execute(text("LOCK TABLE users IN EXCLUSIVE MODE"))
             yield
     finally:
-        await connection.close()
+        await engine.dispose()
 {%- else %}
 
 

@@ -12,8 +12,14 @@ import pytest
 from app.core.config import Settings
 from tests.passwords import ObservedPasswords
 
-# Real Argon2id at a cost that takes some tens of milliseconds, so overlaps are measurable.
-SLOW_ENOUGH = {"PASSWORD_HASH_TIME_COST": 2, "PASSWORD_HASH_MEMORY_KIB": 16 * 1024}
+
+def _settings(concurrency: int) -> Settings:
+    """Real Argon2id at a cost that takes some tens of milliseconds: overlaps are measurable."""
+    return Settings(
+        PASSWORD_HASH_CONCURRENCY=concurrency,
+        PASSWORD_HASH_TIME_COST=2,
+        PASSWORD_HASH_MEMORY_KIB=16 * 1024,
+    )
 
 
 @pytest.fixture
@@ -28,7 +34,7 @@ async def one_shared_thread() -> AsyncIterator[None]:
 
 @pytest.mark.parametrize("concurrency", [1, 2])
 async def test_hashings_run_at_most_as_many_at_once_as_configured(concurrency: int) -> None:
-    passwords = ObservedPasswords(Settings(PASSWORD_HASH_CONCURRENCY=concurrency, **SLOW_ENOUGH))
+    passwords = ObservedPasswords(_settings(concurrency))
     hashes = await asyncio.gather(*(passwords.hash(f"password {n}") for n in range(4)))
     assert len(set(hashes)) == 4
     assert len(passwords.runs) == 4
@@ -38,11 +44,13 @@ async def test_hashings_run_at_most_as_many_at_once_as_configured(concurrency: i
 
 @pytest.mark.usefixtures("one_shared_thread")
 async def test_hashing_leaves_the_shared_threads_free() -> None:
-    passwords = ObservedPasswords(Settings(PASSWORD_HASH_CONCURRENCY=1, **SLOW_ENOUGH))
+    loop = asyncio.get_running_loop()
+    began = asyncio.Event()
+    # The probe runs in the hashing's thread, just before it hashes.
+    passwords = ObservedPasswords(_settings(1), probe=lambda: loop.call_soon_threadsafe(began.set))
     hashing = asyncio.gather(*(passwords.hash(f"password {n}") for n in range(3)))
     with anyio.fail_after(10):
-        while not passwords.started.is_set():  # until a hashing runs in its thread
-            await asyncio.sleep(0.001)
+        await began.wait()
         await anyio.to_thread.run_sync(time.sleep, 0)  # other blocking work, on the shared one
     other_done = time.monotonic()
     await hashing

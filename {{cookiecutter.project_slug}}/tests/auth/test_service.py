@@ -100,7 +100,6 @@ async def test_revoke_all_sessions_bumps_the_version_and_revokes_every_token(
     assert live == 0
 
 
-
 @pytest.mark.parametrize(
     "changes",
     [{"password_hash": "$argon2id$changed"}, {"is_active": False}],

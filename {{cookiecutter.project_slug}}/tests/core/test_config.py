@@ -33,7 +33,8 @@ def test_defaults_are_fine_locally() -> None:
     assert settings.ACCESS_TOKEN_EXPIRE_MINUTES == 15
     assert settings.REFRESH_TOKEN_EXPIRE_DAYS == 7
     assert settings.JWT_LEEWAY_SECONDS == 30
-    assert settings.PASSWORD_HASH_CONCURRENCY == len(os.sched_getaffinity(0))
+    cpus = len(os.sched_getaffinity(0))
+    assert cpus == settings.PASSWORD_HASH_CONCURRENCY
     assert settings.docs_enabled is True
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.auth.service import prune_refresh_tokens
 from app.core.config import get_settings
 from app.core.errors import AppError, is_database_unavailable
+from app.core.security import Passwords
 from app.db.session import create_engine, create_sessionmaker
 from app.users import service
 from app.users.models import Role
@@ -57,13 +58,16 @@ async def create_admin(email: str, password: str, full_name: str | None) -> str:
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise SystemExit(f"error: {problems}") from None
-    engine = create_engine(get_settings())
+    settings = get_settings()
+    engine = create_engine(settings)
     try:
         await _ensure_migrated(engine, "users")
         async with create_sessionmaker(engine)() as session, session.begin():
             existing = await service.get_user_by_email(session, email=data.email)
             if existing is None:
-                await service.create_user(session, data=data, role=Role.ADMIN)
+                await service.create_user(
+                    session, passwords=Passwords(settings), data=data, role=Role.ADMIN
+                )
                 return f"created admin {data.email}"
             if existing.is_admin and existing.is_active:
                 return f"{data.email} is already an admin; nothing changed"

@@ -17,6 +17,7 @@ from app.core.hardening import (
 )
 from app.core.logging import REQUEST_ID_HEADER, RequestContextMiddleware, configure_logging
 from app.core.ratelimit import RateLimiter
+from app.core.security import Passwords, Tokens
 from app.db.session import create_engine, create_sessionmaker
 
 # The probes answer whatever the Host header says (an orchestrator calls them by the pod's IP).
@@ -53,6 +54,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         add_swagger_ui(app, "/openapi.json")
     # Made here, not in the lifespan: each app (each test) counts in a storage of its own.
     app.state.rate_limiter = RateLimiter(settings)
+    # What the request path needs from the settings, built once from this app's settings
+    # (routes get them through TokensDep and PasswordsDep, app/auth/dependencies.py).
+    app.state.settings = settings
+    app.state.tokens = Tokens(settings)
+    app.state.passwords = Passwords(settings)
     install_error_handlers(app)
     app.include_router(api_router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)

@@ -41,6 +41,7 @@ for _name in Settings.model_fields:
 os.environ.update(TEST_SETTINGS)
 
 from app.core.config import get_settings  # noqa: E402
+from app.core.security import Passwords, Tokens  # noqa: E402
 from app.db.session import create_engine, get_sessionmaker  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.users.models import Role, User  # noqa: E402
@@ -138,6 +139,20 @@ async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
     transport = ASGITransport(app=app)
     async with AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
+
+
+@pytest.fixture
+def tokens(app: FastAPI) -> Tokens:
+    """The app's token issuer and verifier, for service tests and hand-made tokens."""
+    tokens: Tokens = app.state.tokens
+    return tokens
+
+
+@pytest.fixture
+def passwords(app: FastAPI) -> Passwords:
+    """The app's password hasher (the run's cost), for service tests."""
+    passwords: Passwords = app.state.passwords
+    return passwords
 
 
 @pytest.fixture

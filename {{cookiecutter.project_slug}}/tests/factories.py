@@ -9,7 +9,8 @@ from typing import Any
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.security import create_access_token
+from app.core.config import get_settings
+from app.core.security import Passwords, Tokens
 {%- if cookiecutter.include_example_resource %}
 from app.items import service as items_service
 from app.items.models import Item
@@ -35,19 +36,26 @@ async def create_user(
     full_name: str | None = None,
     role: Role = Role.USER,
     is_active: bool = True,
+    passwords: Passwords | None = None,
 ) -> User:
+    """A stored account, committed as one made before the test's requests would be (the
+    commit ends a savepoint of the test's transaction, which is still undone afterwards)."""
     user = await users_service.create_user(
         session,
+        passwords=passwords or Passwords(get_settings()),
         data=UserCreate(email=email or unique_email(), password=password, full_name=full_name),
         role=role,
     )
     user.is_active = is_active
-    await session.flush()
+    await session.commit()
     return user
 
 
-def auth_headers(user: User) -> dict[str, str]:
-    token, _ = create_access_token(user.id, version=user.token_version)
+def auth_headers(user: User, tokens: Tokens | None = None) -> dict[str, str]:
+    """Signed by `tokens`, by default with the run's settings (those of `create_app()`)."""
+    token, _ = (tokens or Tokens(get_settings())).create_access_token(
+        user.id, version=user.token_version
+    )
     return {"Authorization": f"Bearer {token}"}
 
 

@@ -10,6 +10,7 @@ from app import cli
 from app.auth import service as auth_service
 from app.auth.models import RefreshToken
 from app.core.config import get_settings
+from app.core.security import Passwords, Tokens
 from app.db.session import create_engine, create_sessionmaker
 from app.users import service as users_service
 from app.users.models import Role, User
@@ -173,7 +174,9 @@ async def _create_plain_user(url: str, email: str) -> None:
     try:
         async with create_sessionmaker(engine)() as session, session.begin():
             await users_service.create_user(
-                session, data=UserCreate(email=email, password="a long user password")
+                session,
+                passwords=Passwords(get_settings()),
+                data=UserCreate(email=email, password="a long user password"),
             )
     finally:
         await engine.dispose()
@@ -222,11 +225,15 @@ async def _logins(url: str, ended_days_ago: list[int]) -> None:
     try:
         async with create_sessionmaker(engine)() as session, session.begin():
             user = await users_service.create_user(
-                session, data=UserCreate(email="member@example.com", password="a long password")
+                session,
+                passwords=Passwords(get_settings()),
+                data=UserCreate(email="member@example.com", password="a long password"),
             )
             now = datetime.now(UTC)
             for days in ended_days_ago:
-                pair = await auth_service.issue_tokens(session, user=user)
+                pair = await auth_service.issue_tokens(
+                    session, tokens=Tokens(get_settings()), user=user
+                )
                 if days >= 0:
                     await session.execute(
                         update(RefreshToken)

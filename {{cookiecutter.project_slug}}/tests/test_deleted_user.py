@@ -16,6 +16,7 @@ from app.auth import service as auth_service
 from app.auth.exceptions import InvalidCredentials{% if cookiecutter.include_example_resource %}, InvalidToken{% endif %}
 from app.auth.models import RefreshToken
 from app.core.config import get_settings
+from app.core.security import Tokens
 from app.db.session import create_engine, create_sessionmaker
 {%- if cookiecutter.include_example_resource %}
 from app.items import service as items_service
@@ -72,7 +73,7 @@ async def test_login_of_a_user_deleted_meanwhile_is_a_401(
     async with factory() as session:
         read = await _read_then_lose(session, factory, user)
         with pytest.raises(InvalidCredentials) as caught:
-            await auth_service.issue_tokens(session, user=read)
+            await auth_service.issue_tokens(session, tokens=Tokens(get_settings()), user=read)
     assert caught.value.status_code == 401
 
 
@@ -82,13 +83,13 @@ async def test_refresh_of_a_user_deleted_meanwhile_is_a_401(
     """The insert of the next token of a login (what a refresh does after its checks)."""
     user = await _committed_user(factory)
     async with factory() as session, session.begin():
-        await auth_service.issue_tokens(session, user=user)
+        await auth_service.issue_tokens(session, tokens=Tokens(get_settings()), user=user)
     async with factory() as session:
         family = await session.scalar(select(RefreshToken).where(RefreshToken.user_id == user.id))
         assert family is not None
         read = await _read_then_lose(session, factory, user)
         with pytest.raises(InvalidCredentials) as caught:
-            await auth_service.issue_tokens(session, user=read, family=family)
+            await auth_service.issue_tokens(session, tokens=Tokens(get_settings()), user=read, family=family)
     assert caught.value.status_code == 401
 {%- if cookiecutter.include_example_resource %}
 

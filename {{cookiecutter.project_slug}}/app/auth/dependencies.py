@@ -1,12 +1,13 @@
-"""The authentication chain: bearer token -> claims -> current user -> admin."""
+"""The authentication chain: bearer token -> claims -> current user -> admin; and the app's
+token and password objects (built by create_app from its settings, kept on app.state)."""
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from app.auth.exceptions import AdminRequired, InvalidToken
-from app.core.security import AccessClaims, InvalidTokenError, decode_access_token
+from app.core.security import AccessClaims, InvalidTokenError, Passwords, Tokens
 from app.db.session import SessionDep
 from app.users.models import User
 
@@ -16,13 +17,27 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=F
 MAX_TOKEN_LENGTH = 4096
 
 
+async def get_tokens(request: Request) -> Tokens:
+    tokens: Tokens = request.app.state.tokens
+    return tokens
+
+
+async def get_passwords(request: Request) -> Passwords:
+    passwords: Passwords = request.app.state.passwords
+    return passwords
+
+
+TokensDep = Annotated[Tokens, Depends(get_tokens)]
+PasswordsDep = Annotated[Passwords, Depends(get_passwords)]
+
+
 async def get_token_claims(
-    token: Annotated[str | None, Depends(oauth2_scheme)],
+    tokens: TokensDep, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> AccessClaims:
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise InvalidToken
     try:
-        return decode_access_token(token)
+        return tokens.decode_access_token(token)
     except InvalidTokenError as exc:
         raise InvalidToken from exc
 

@@ -4,7 +4,7 @@
 from fastapi import APIRouter, Depends, Response, status
 
 from app.auth import service
-from app.auth.dependencies import CurrentUser
+from app.auth.dependencies import CurrentUser, PasswordsDep, TokensDep
 from app.auth.schemas import LoginFormDep, RefreshRequest, TokenPair
 from app.core.errors import problem_responses
 from app.core.ratelimit import limit_login, limit_login_failures, limit_register
@@ -29,9 +29,9 @@ async def no_store(response: Response) -> None:
     responses=problem_responses(400, 409, 422),
     dependencies=[Depends(limit_register)],
 )
-async def register(session: SessionDep, data: UserCreate) -> UserRead:
+async def register(session: SessionDep, passwords: PasswordsDep, data: UserCreate) -> UserRead:
     """Create an account. The email is unique, whatever its case."""
-    user = await users_service.create_user(session, data=data)
+    user = await users_service.create_user(session, passwords=passwords, data=data)
     return UserRead.model_validate(user)
 
 
@@ -45,10 +45,14 @@ async def register(session: SessionDep, data: UserCreate) -> UserRead:
         Depends(no_store),
     ],
 )
-async def login(session: SessionDep, form: LoginFormDep) -> TokenPair:
+async def login(
+    session: SessionDep, passwords: PasswordsDep, tokens: TokensDep, form: LoginFormDep
+) -> TokenPair:
     """Exchange email (`username`) and password for an access and a refresh token."""
-    user = await service.authenticate(session, email=form.username, password=form.password)
-    return await service.issue_tokens(session, user=user)
+    user = await service.authenticate(
+        session, passwords=passwords, email=form.username, password=form.password
+    )
+    return await service.issue_tokens(session, tokens=tokens, user=user)
 
 
 @router.post(
@@ -57,9 +61,11 @@ async def login(session: SessionDep, form: LoginFormDep) -> TokenPair:
     responses=problem_responses(400, 401, 422),
     dependencies=[Depends(no_store)],
 )
-async def refresh(session: SessionDep, data: RefreshRequest) -> TokenPair:
+async def refresh(session: SessionDep, tokens: TokensDep, data: RefreshRequest) -> TokenPair:
     """Spend a refresh token for a new pair; each refresh token works once."""
-    return await service.rotate_refresh_token(session, refresh_token=data.refresh_token)
+    return await service.rotate_refresh_token(
+        session, tokens=tokens, refresh_token=data.refresh_token
+    )
 
 
 @router.post(

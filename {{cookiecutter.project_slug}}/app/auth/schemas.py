@@ -5,7 +5,7 @@ from pydantic import StringConstraints
 
 from app.core.schemas import Schema, SingleLine
 from app.users.models import EMAIL_MAX_LENGTH
-from app.users.schemas import PASSWORD_MAX_LENGTH
+from app.users.schemas import PASSWORD_MAX_LENGTH, PasswordBytes
 
 RefreshTokenStr = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
@@ -16,7 +16,9 @@ class LoginForm(Schema):
     username: Annotated[
         str, StringConstraints(min_length=1, max_length=EMAIL_MAX_LENGTH), SingleLine
     ]
-    password: Annotated[str, StringConstraints(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
+    password: Annotated[
+        str, StringConstraints(min_length=1, max_length=PASSWORD_MAX_LENGTH), PasswordBytes
+    ]
     grant_type: Literal["password"] | None = None
     scope: Annotated[str, StringConstraints(max_length=256)] = ""
     client_id: Annotated[str, StringConstraints(max_length=256)] | None = None

@@ -1,7 +1,10 @@
-"""Login, refresh-token rotation with reuse detection, and logout (one login or all)."""
+"""Login, refresh-token rotation with reuse detection, and logout (one login or all).
+
+The objects built from the settings (`Tokens`, `Passwords`) come in as keyword arguments.
+"""
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -10,42 +13,50 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.exceptions import InvalidCredentials, InvalidRefreshToken, RefreshTokenReused
 from app.auth.models import RefreshToken
 from app.auth.schemas import TokenPair
-from app.core.config import get_settings
 from app.core.errors import is_foreign_key_violation
-from app.core.security import (
-    burn_password_check,
-    create_access_token,
-    digest_refresh_token,
-    new_refresh_token,
-    verify_password,
-)
+from app.core.security import Passwords, Tokens, digest_refresh_token, new_refresh_token
+from app.db.session import end_read_only_transaction
 from app.users.models import User
-from app.users.service import get_user_by_email
+from app.users.service import get_user_by_email, lock_user
 
 
-async def authenticate(session: AsyncSession, *, email: str, password: str) -> User:
-    """The active user with these credentials; one error for every way it can fail."""
+async def authenticate(
+    session: AsyncSession, *, passwords: Passwords, email: str, password: str
+) -> User:
+    """The active user with these credentials; one error for every way it can fail.
+
+    The password is checked with no transaction open (the lookup's read-only one is ended
+    first): the check takes a while, and must hold neither a connection nor a lock. The
+    account is then read again, locked, in the transaction that writes the login, and must
+    still have the password that was checked.
+    """
     user = await get_user_by_email(session, email=email)
+    await end_read_only_transaction(session)
     if user is None:
-        await burn_password_check(password)
+        await passwords.burn(password)
         raise InvalidCredentials
-    matches, new_hash = await verify_password(password, user.password_hash)
+    checked_hash = user.password_hash
+    matches, new_hash = await passwords.verify(password, checked_hash)
     if not matches or not user.is_active:
         raise InvalidCredentials
+    current = await lock_user(session, user_id=user.id)
+    if current is None or not current.is_active or current.password_hash != checked_hash:
+        raise InvalidCredentials  # changed (or gone) while the password was being checked
     if new_hash is not None:
         # An outdated hash (bcrypt, or weaker Argon2 settings) is replaced now that we can.
-        user.password_hash = new_hash
-    return user
+        current.password_hash = new_hash
+    return current
 
 
-def _family_ends_at(family_issued_at: datetime) -> datetime:
+def _family_ends_at(family_issued_at: datetime, tokens: Tokens) -> datetime:
     """A login's absolute end: refreshing never extends it past this."""
-    return family_issued_at + timedelta(days=get_settings().REFRESH_TOKEN_FAMILY_MAX_DAYS)
+    return family_issued_at + tokens.family_lifetime
 
 
 async def issue_tokens(
     session: AsyncSession,
     *,
+    tokens: Tokens,
     user: User,
     family: RefreshToken | None = None,
 ) -> TokenPair:
@@ -64,8 +75,7 @@ async def issue_tokens(
             token_version=user.token_version,
             issued_at=now,
             expires_at=min(
-                now + timedelta(days=get_settings().REFRESH_TOKEN_EXPIRE_DAYS),
-                _family_ends_at(family_issued_at),
+                now + tokens.refresh_lifetime, _family_ends_at(family_issued_at, tokens)
             ),
         )
     )
@@ -75,7 +85,9 @@ async def issue_tokens(
         if not is_foreign_key_violation(exc):
             raise
         raise InvalidCredentials from exc  # the account is gone
-    access_token, expires_in = create_access_token(user.id, version=user.token_version, now=now)
+    access_token, expires_in = tokens.create_access_token(
+        user.id, version=user.token_version, now=now
+    )
     return TokenPair(access_token=access_token, refresh_token=refresh_token, expires_in=expires_in)
 
 
@@ -100,7 +112,9 @@ async def _revoke(session: AsyncSession, *where: ColumnElement[bool]) -> int:
     return revoked
 
 
-async def rotate_refresh_token(session: AsyncSession, *, refresh_token: str) -> TokenPair:
+async def rotate_refresh_token(
+    session: AsyncSession, *, tokens: Tokens, refresh_token: str
+) -> TokenPair:
     """Spend a refresh token for a new pair. A spent token presented again revokes its family."""
     stored = await _find(session, refresh_token)
     # Spend it atomically: of two requests racing with one token, only one gets a new pair,
@@ -109,13 +123,13 @@ async def rotate_refresh_token(session: AsyncSession, *, refresh_token: str) -> 
         await _revoke(session, RefreshToken.family_id == stored.family_id)
         raise RefreshTokenReused
     now = datetime.now(UTC)
-    if stored.expires_at <= now or _family_ends_at(stored.family_issued_at) <= now:
+    if stored.expires_at <= now or _family_ends_at(stored.family_issued_at, tokens) <= now:
         raise InvalidRefreshToken
     user = await session.get(User, stored.user_id)
     if user is None or not user.is_active or user.token_version != stored.token_version:
         raise InvalidRefreshToken
     try:
-        return await issue_tokens(session, user=user, family=stored)
+        return await issue_tokens(session, tokens=tokens, user=user, family=stored)
     except InvalidCredentials as exc:
         raise InvalidRefreshToken from exc
 

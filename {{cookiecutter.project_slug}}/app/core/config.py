@@ -6,6 +6,7 @@ package, which may sit in a read-only site-packages.
 """
 
 import json
+import os
 import re
 import sys
 from enum import StrEnum
@@ -56,6 +57,13 @@ SECRET_KEY_KID = "main"
 _KID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the platform tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 class Environment(StrEnum):
     LOCAL = "local"
     TEST = "test"
@@ -103,6 +111,8 @@ class Settings(BaseSettings):
     JWT_ISSUER: str = PROJECT_SLUG
     JWT_AUDIENCE: str = f"{PROJECT_SLUG}-api"
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=15, ge=1, le=24 * 60)
+    # Seconds of tolerance on exp, nbf and iat, for instances whose clocks differ a little.
+    JWT_LEEWAY_SECONDS: int = Field(default=30, ge=0, le=300)
     REFRESH_TOKEN_EXPIRE_DAYS: int = Field(default=7, ge=1, le=365)
     # A login's absolute lifetime: refreshing never extends it past this many days after the
     # password was entered; then the user signs in again.
@@ -113,6 +123,10 @@ class Settings(BaseSettings):
     PASSWORD_HASH_TIME_COST: int = Field(default=3, ge=1, le=20)
     PASSWORD_HASH_MEMORY_KIB: int = Field(default=65536, ge=8, le=4 * 1024 * 1024)
     PASSWORD_HASH_PARALLELISM: int = Field(default=4, ge=1, le=64)
+    # Hashes that run at once per process; more wait their turn. Memory held by hashing is at
+    # most this x PASSWORD_HASH_MEMORY_KIB per process. Default: the CPUs the process may use
+    # (set it to the container's CPU limit where that is lower).
+    PASSWORD_HASH_CONCURRENCY: int = Field(default_factory=usable_cpus, ge=1, le=256)
 
     CORS_ORIGINS: Annotated[list[str], NoDecode] = []
     DOCS_ENABLED: bool | None = None

@@ -1,85 +1,107 @@
-"""Password hashing and access tokens.
+"""Password hashing and access tokens, as objects built from the settings.
+
+`create_app(settings)` builds one `Passwords` and one `Tokens` and keeps them on `app.state`;
+routes receive them through `PasswordsDep` and `TokensDep` (app/auth/dependencies.py) and hand
+them to services. Nothing here reads the process-wide settings.
 
 Passwords: pwdlib with Argon2id for every new hash; bcrypt hashes (from an older system) still
-verify and are replaced by Argon2id at the next successful login. Hashing is CPU-bound, so it
-runs in a worker thread and never blocks the event loop.
+verify and are replaced by Argon2id at the next successful login. Hashing is CPU-bound and
+memory-hungry (PASSWORD_HASH_MEMORY_KIB each), so it runs in worker threads of its own: at most
+PASSWORD_HASH_CONCURRENCY at once per process, never on the event loop and never taking the
+threads the rest of the app runs blocking work in.
 
 Access tokens: short-lived JWTs (PyJWT), algorithm pinned, with `exp`, `iat`, `nbf`, `iss`,
 `aud`, `sub`, `jti`, `type` and `ver` all required. Each names its signing key in the `kid`
 header and is checked with that key of the keyring (settings.jwt_keys), so a new key can sign
-while tokens signed with the old one still verify, until it is removed. Refresh tokens are
-opaque random strings; only their SHA-256 digest is stored (see app/auth/service.py).
+while tokens signed with the old one still verify, until it is removed. The time claims are
+checked with JWT_LEEWAY_SECONDS of tolerance, for instances whose clocks differ a little.
+Refresh tokens are opaque random strings; only their SHA-256 digest is stored (see
+app/auth/service.py).
 """
 
 import hashlib
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from typing import TypeVar
 
+import anyio.to_thread
 import jwt
+from anyio import CapacityLimiter
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
-from pydantic import SecretStr
-from starlette.concurrency import run_in_threadpool
 
-from app.core.config import get_settings
+from app.core.config import Settings
 
 ACCESS_TOKEN_TYPE = "access"
 REQUIRED_CLAIMS = ("exp", "iat", "nbf", "iss", "aud", "sub", "jti", "type", "ver")
+# bcrypt reads at most this many bytes of a password; bcrypt 5 raises for longer ones.
+BCRYPT_MAX_BYTES = 72
+
+T = TypeVar("T")
 
 
-Argon2Cost = tuple[int, int, int]  # time cost, memory in KiB, parallelism
+class _LegacyBcrypt(BcryptHasher):
+    """Verifies the bcrypt hashes of an older system; never makes new ones.
 
-
-def _argon2_cost() -> Argon2Cost:
-    settings = get_settings()
-    return (
-        settings.PASSWORD_HASH_TIME_COST,
-        settings.PASSWORD_HASH_MEMORY_KIB,
-        settings.PASSWORD_HASH_PARALLELISM,
-    )
-
-
-@lru_cache
-def _password_hash(cost: Argon2Cost) -> PasswordHash:
-    time_cost, memory_kib, parallelism = cost
-    return PasswordHash(
-        (
-            Argon2Hasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism),
-            BcryptHasher(),
-        )
-    )
-
-
-@lru_cache
-def _dummy_hash(cost: Argon2Cost) -> str:
-    return _password_hash(cost).hash(secrets.token_urlsafe(16))
-
-
-async def hash_password(password: str) -> str:
-    return await run_in_threadpool(_password_hash(_argon2_cost()).hash, password)
-
-
-async def verify_password(password: str, password_hash: str) -> tuple[bool, str | None]:
-    """(matches, replacement hash when the stored one is outdated or not Argon2id)."""
-    hasher = _password_hash(_argon2_cost())
-    return await run_in_threadpool(hasher.verify_and_update, password, password_hash)
-
-
-async def burn_password_check(password: str) -> None:
-    """Spend what a real verify costs, so an unknown email is not told apart by timing.
-
-    The dummy hash is made (once) in the worker thread too: hashing never runs on the loop.
+    A password longer than bcrypt can read cannot be the one a bcrypt hash was made from (new
+    passwords are hashed with Argon2id), so it is a mismatch like any other, not an error:
+    an error would be a 500 that only legacy accounts give, telling them apart.
     """
-    cost = _argon2_cost()
 
-    def verify_against_dummy() -> None:
-        _password_hash(cost).verify(password, _dummy_hash(cost))
+    def verify(self, password: str | bytes, hash: str | bytes) -> bool:
+        raw = password.encode() if isinstance(password, str) else password
+        if len(raw) > BCRYPT_MAX_BYTES:
+            return False
+        return super().verify(raw, hash)
 
-    await run_in_threadpool(verify_against_dummy)
+
+class Passwords:
+    """Hashes and verifies passwords at the configured Argon2id cost, a few at a time.
+
+    Each hash holds PASSWORD_HASH_MEMORY_KIB of memory while it runs, so the hashing threads
+    are bounded by a limiter of their own (PASSWORD_HASH_CONCURRENCY, default: the number of
+    CPUs): a burst of logins waits its turn instead of multiplying the memory, and the shared
+    thread pool stays free for everything else.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        argon2 = Argon2Hasher(
+            time_cost=settings.PASSWORD_HASH_TIME_COST,
+            memory_cost=settings.PASSWORD_HASH_MEMORY_KIB,
+            parallelism=settings.PASSWORD_HASH_PARALLELISM,
+        )
+        self._hasher = PasswordHash((argon2, _LegacyBcrypt()))
+        self.limiter = CapacityLimiter(settings.PASSWORD_HASH_CONCURRENCY)
+        self._dummy_hash: str | None = None
+
+    async def _run(self, work: Callable[..., T], *args: str) -> T:
+        return await anyio.to_thread.run_sync(work, *args, limiter=self.limiter)
+
+    def _hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def _verify_and_update(self, password: str, password_hash: str) -> tuple[bool, str | None]:
+        return self._hasher.verify_and_update(password, password_hash)
+
+    def _verify_against_dummy(self, password: str) -> None:
+        if self._dummy_hash is None:  # made once, in the worker thread too
+            self._dummy_hash = self._hash(secrets.token_urlsafe(16))
+        self._hasher.verify(password, self._dummy_hash)
+
+    async def hash(self, password: str) -> str:
+        return await self._run(self._hash, password)
+
+    async def verify(self, password: str, password_hash: str) -> tuple[bool, str | None]:
+        """(matches, replacement hash when the stored one is outdated or not Argon2id)."""
+        return await self._run(self._verify_and_update, password, password_hash)
+
+    async def burn(self, password: str) -> None:
+        """Spend what a real verify costs, so an unknown email is not told apart by timing."""
+        await self._run(self._verify_against_dummy, password)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,66 +114,76 @@ class InvalidTokenError(Exception):
     """The token is malformed, forged, expired or not an access token."""
 
 
-def create_access_token(
-    user_id: uuid.UUID, *, version: int, now: datetime | None = None
-) -> tuple[str, int]:
-    """A signed access token for the user, and its lifetime in seconds.
+class Tokens:
+    """Issues and checks access tokens with the keyring, lifetimes and names of the settings."""
 
-    `version` is the user's token_version: bumping it (password change, deactivation)
-    invalidates every access token issued before.
-    """
-    settings = get_settings()
-    issued = now or datetime.now(UTC)
-    lifetime = timedelta(minutes=settings.ACCESS_TOKEN_EXPIRE_MINUTES)
-    claims = {
-        "sub": str(user_id),
-        "type": ACCESS_TOKEN_TYPE,
-        "iss": settings.JWT_ISSUER,
-        "aud": settings.JWT_AUDIENCE,
-        "iat": issued,
-        "nbf": issued,
-        "exp": issued + lifetime,
-        "jti": uuid.uuid4().hex,
-        "ver": version,
-    }
-    kid = settings.jwt_signing_kid
-    token = jwt.encode(
-        claims,
-        settings.jwt_keys[kid].get_secret_value(),
-        algorithm=settings.JWT_ALGORITHM,
-        headers={"kid": kid},
-    )
-    return token, int(lifetime.total_seconds())
+    def __init__(self, settings: Settings) -> None:
+        self._keys = {kid: key.get_secret_value() for kid, key in settings.jwt_keys.items()}
+        self._signing_kid = settings.jwt_signing_kid
+        self._algorithm = settings.JWT_ALGORITHM
+        self._issuer = settings.JWT_ISSUER
+        self._audience = settings.JWT_AUDIENCE
+        self._leeway = timedelta(seconds=settings.JWT_LEEWAY_SECONDS)
+        self.access_lifetime = timedelta(minutes=settings.ACCESS_TOKEN_EXPIRE_MINUTES)
+        self.refresh_lifetime = timedelta(days=settings.REFRESH_TOKEN_EXPIRE_DAYS)
+        # A login's absolute lifetime: refreshing never extends it past this.
+        self.family_lifetime = timedelta(days=settings.REFRESH_TOKEN_FAMILY_MAX_DAYS)
 
+    def create_access_token(
+        self, user_id: uuid.UUID, *, version: int, now: datetime | None = None
+    ) -> tuple[str, int]:
+        """A signed access token for the user, and its lifetime in seconds.
 
-def _verification_key(token: str, keys: dict[str, SecretStr]) -> str:
-    """The key the token names in its `kid` header; a missing or unknown kid is refused."""
-    kid = jwt.get_unverified_header(token).get("kid")
-    key = keys.get(kid) if isinstance(kid, str) else None
-    if key is None:
-        raise InvalidTokenError("unknown key id")
-    return key.get_secret_value()
-
-
-def decode_access_token(token: str) -> AccessClaims:
-    settings = get_settings()
-    try:
-        claims = jwt.decode(
-            token,
-            _verification_key(token, settings.jwt_keys),
-            algorithms=[settings.JWT_ALGORITHM],
-            audience=settings.JWT_AUDIENCE,
-            issuer=settings.JWT_ISSUER,
-            options={"require": list(REQUIRED_CLAIMS)},
+        `version` is the user's token_version: bumping it (password change, deactivation)
+        invalidates every access token issued before.
+        """
+        issued = now or datetime.now(UTC)
+        claims = {
+            "sub": str(user_id),
+            "type": ACCESS_TOKEN_TYPE,
+            "iss": self._issuer,
+            "aud": self._audience,
+            "iat": issued,
+            "nbf": issued,
+            "exp": issued + self.access_lifetime,
+            "jti": uuid.uuid4().hex,
+            "ver": version,
+        }
+        token = jwt.encode(
+            claims,
+            self._keys[self._signing_kid],
+            algorithm=self._algorithm,
+            headers={"kid": self._signing_kid},
         )
-        if claims["type"] != ACCESS_TOKEN_TYPE:
-            raise InvalidTokenError("not an access token")
-        version = claims["ver"]
-        if type(version) is not int:  # a bool is an int to isinstance()
-            raise InvalidTokenError("bad token version")
-        return AccessClaims(user_id=uuid.UUID(str(claims["sub"])), token_version=version)
-    except (jwt.PyJWTError, ValueError, TypeError) as exc:
-        raise InvalidTokenError(str(exc)) from exc
+        return token, int(self.access_lifetime.total_seconds())
+
+    def _verification_key(self, token: str) -> str:
+        """The key the token names in its `kid` header; a missing or unknown kid is refused."""
+        kid = jwt.get_unverified_header(token).get("kid")
+        key = self._keys.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise InvalidTokenError("unknown key id")
+        return key
+
+    def decode_access_token(self, token: str) -> AccessClaims:
+        try:
+            claims = jwt.decode(
+                token,
+                self._verification_key(token),
+                algorithms=[self._algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": list(REQUIRED_CLAIMS)},
+            )
+            if claims["type"] != ACCESS_TOKEN_TYPE:
+                raise InvalidTokenError("not an access token")
+            version = claims["ver"]
+            if type(version) is not int:  # a bool is an int to isinstance()
+                raise InvalidTokenError("bad token version")
+            return AccessClaims(user_id=uuid.UUID(str(claims["sub"])), token_version=version)
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
+            raise InvalidTokenError(str(exc)) from exc
 
 
 def new_refresh_token() -> str:

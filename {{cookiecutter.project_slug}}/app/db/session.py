@@ -1,6 +1,7 @@
 """Engine, session factory and the one-unit-of-work-per-request session dependency."""
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from app.core.config import {% if cookiecutter.database == "postgresql" %}PROJECT_SLUG, {% endif %}Environment, Settings
@@ -63,15 +65,24 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     _connect_errors_as_operational(engine)
     return engine
 {%- else %}
+# The execution option that picks SQLite's BEGIN for a transaction, and its two values.
+SQLITE_BEGIN = "sqlite_begin"
+DEFERRED, IMMEDIATE = "DEFERRED", "IMMEDIATE"
+
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
-    """Foreign keys on, write-ahead logging, and transactions that take the write lock up front.
+    """Foreign keys on, write-ahead logging, and BEGIN chosen per transaction.
 
     The sqlite3 driver opens transactions lazily on its own, which breaks SAVEPOINT; SQLAlchemy's
-    documented remedy is to switch that off and emit BEGIN ourselves. It is BEGIN IMMEDIATE: a
-    transaction that starts as a reader and later writes cannot wait for the lock (SQLite answers
-    "database is locked" at once to avoid a deadlock), while one that takes the write lock first
-    waits its turn for up to busy_timeout. Writers queue; with WAL, readers never block them.
+    documented remedy is to switch that off and emit BEGIN ourselves. Which BEGIN comes from the
+    connection's `sqlite_begin` execution option (see `open_session`):
+
+    - IMMEDIATE (the default, for anything that may write) takes the write lock up front. A
+      transaction that starts as a reader and later writes cannot wait for the lock (SQLite
+      answers "database is locked" at once to avoid a deadlock), while one that takes the write
+      lock first waits its turn for up to busy_timeout. Writers queue.
+    - DEFERRED (reads: GET and HEAD requests, the readiness probe) takes no write lock at all;
+      with WAL, readers and the one writer never wait for each other.
     """
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -86,7 +97,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        mode = connection.get_execution_options().get(SQLITE_BEGIN, IMMEDIATE)
+        connection.exec_driver_sql("BEGIN DEFERRED" if mode == DEFERRED else "BEGIN IMMEDIATE")
 
 
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
@@ -115,13 +127,83 @@ async def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
 
 
-async def get_session(factory: SessionmakerDep) -> AsyncIterator[AsyncSession]:
-    """One session and one transaction per request.
+# Methods that only read (RFC 9110, section 9.2.1): their transactions take no write lock.
+READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
+# Set in Session.info while the session's transaction holds changes flushed to the database.
+_WROTE = "wrote_in_transaction"
 
-    Commits once after the endpoint returns and before the response is sent, or rolls back on
-    any exception, so a client never sees a success whose data was not stored.
+
+@event.listens_for(Session, "after_flush")
+def _mark_flush(session: Session, _context: Any) -> None:
+    session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _mark_bulk_write(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        state.session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _clear_mark(session: Session) -> None:
+    session.info.pop(_WROTE, None)
+
+
+@asynccontextmanager
+async def open_session(
+    factory: async_sessionmaker[AsyncSession], *, read_only: bool = False
+) -> AsyncIterator[AsyncSession]:
+    """A session from `factory`; `read_only` ones never take SQLite's write lock.
+{%- if cookiecutter.database == "postgresql" %}
+
+    On PostgreSQL a read takes no lock that blocks writers anyway, so both kinds are alike:
+    each begins at its first statement.
     """
     async with factory() as session:
+        yield session
+{%- else %}
+
+    A read-only session opens its transaction at once, as BEGIN DEFERRED; any other begins
+    lazily, at its first statement, as BEGIN IMMEDIATE.
+    """
+    async with factory() as session:
+        if read_only:
+            await session.connection(execution_options={SQLITE_BEGIN: DEFERRED})
+        yield session
+{%- endif %}
+
+
+async def end_read_only_transaction(session: AsyncSession) -> None:
+    """End the request's transaction before slow work that needs no database.
+
+    Password hashing takes a tenth of a second or more; a transaction left open meanwhile holds
+    a pooled connection, and on SQLite the write lock, for nothing. Services call this after
+    their reads and before hashing: it commits the transaction, which holds only reads, so
+    nothing is stored, and the objects loaded so far stay usable (expire_on_commit=False). The
+    session's next statement opens a new transaction, which the session dependency commits or
+    rolls back as usual, so the request still stores all of its writes or none of them.
+
+    Refuses (RuntimeError) when the transaction holds changes, pending or flushed: committing
+    them here would break that rule.
+    """
+    if session.new or session.dirty or session.deleted or session.info.get(_WROTE):
+        raise RuntimeError("the transaction holds changes; only a read-only one may end early")
+    if session.in_nested_transaction():
+        raise RuntimeError("a savepoint is open; only a read-only transaction may end early")
+    await session.commit()
+
+
+async def get_session(request: Request, factory: SessionmakerDep) -> AsyncIterator[AsyncSession]:
+    """One session per request, and one transaction for its writes.
+
+    Commits once after the endpoint returns and before the response is sent, or rolls back on
+    any exception, so a client never sees a success whose data was not stored. GET and HEAD
+    requests read in a transaction that takes no write lock (see `open_session`). A service may
+    end a transaction that only read before it hashes a password (`end_read_only_transaction`).
+    """
+    read_only = request.method in READ_ONLY_METHODS
+    async with open_session(factory, read_only=read_only) as session:
         try:
             yield session
         except AppError as error:

@@ -16,6 +16,11 @@ class WrongCurrentPassword(PermissionDenied):
     message = "The current password is not correct."
 
 
+class AccountChanged(Conflict):
+    code = "account_changed"
+    message = "The account changed while this request was being handled; try again."
+
+
 class LastAdmin(Conflict):
     code = "last_admin"
     message = "The last active admin cannot be demoted, deactivated or deleted."

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response, status
 
-from app.auth.dependencies import CurrentUser, get_admin_user
+from app.auth.dependencies import CurrentUser, PasswordsDep, get_admin_user
 from app.core.errors import problem_responses
 from app.core.http_cache import IfMatch, IfNoneMatch, read_responses, write_responses
 from app.core.ratelimit import limit_failures
@@ -40,15 +40,19 @@ limit_current_password_failures = limit_failures(
 @router.patch(
     "/me",
     response_model=UserRead,
-    responses={**write_responses(), **problem_responses(400, 403, 422)},
+    responses={**write_responses(), **problem_responses(400, 403, 409, 422)},
     dependencies=[Depends(limit_current_password_failures, scope="function")],
 )
 async def update_me(
-    session: SessionDep, user: CurrentUser, data: UserUpdateMe, if_match: IfMatch
+    session: SessionDep,
+    passwords: PasswordsDep,
+    user: CurrentUser,
+    data: UserUpdateMe,
+    if_match: IfMatch,
 ) -> UserRead:
     """Change your name, or your password (with `current_password`; signs out everywhere)."""
     await if_match.check(session, user, UserRead)
-    user = await service.update_me(session, user=user, data=data)
+    user = await service.update_me(session, passwords=passwords, user=user, data=data)
     return if_match.tag(UserRead.model_validate(user))
 
 

@@ -16,17 +16,30 @@ from app.core.schemas import NotNull, Schema, SingleLine
 from app.users.models import EMAIL_MAX_LENGTH, FULL_NAME_MAX_LENGTH, Role
 
 PASSWORD_MIN_LENGTH = 8
-PASSWORD_MAX_LENGTH = 128
+PASSWORD_MAX_LENGTH = 128  # characters
+PASSWORD_MAX_BYTES = 256  # in UTF-8: 128 characters of most scripts, 64 emoji
 
 
 def _lower(email: str) -> str:
     return email.lower()
 
 
+def _check_password_bytes(password: str) -> str:
+    """Bounds what reaches the hasher in bytes, not only characters (one can be 4 bytes)."""
+    # (A lone surrogate, which JSON allows, never gets here: pydantic refuses it as a string.)
+    if len(password.encode()) > PASSWORD_MAX_BYTES:
+        raise ValueError(f"must be at most {PASSWORD_MAX_BYTES} bytes in UTF-8")
+    return password
+
+
+PasswordBytes = AfterValidator(_check_password_bytes)
+
+
 Email = Annotated[EmailStr, Field(max_length=EMAIL_MAX_LENGTH), SingleLine, AfterValidator(_lower)]
 Password = Annotated[
     str,
     StringConstraints(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH),
+    PasswordBytes,
 ]
 FullName = Annotated[
     str, StringConstraints(min_length=1, max_length=FULL_NAME_MAX_LENGTH), SingleLine
@@ -58,7 +71,8 @@ class UserUpdateMe(Schema):
     full_name: FullName | None = None
     password: Annotated[Password | None, NotNull] = None
     current_password: Annotated[
-        Annotated[str, StringConstraints(max_length=PASSWORD_MAX_LENGTH)] | None, NotNull
+        Annotated[str, StringConstraints(max_length=PASSWORD_MAX_LENGTH), PasswordBytes] | None,
+        NotNull,
     ] = None
 
     @model_validator(mode="after")

@@ -1,4 +1,9 @@
-"""User accounts. Services take the session first, add and flush, and never commit."""
+"""User accounts. Services take the session first, add and flush, and never commit.
+
+Password hashing takes a while, so it runs with no transaction open: before the first
+statement, or after `end_read_only_transaction` has ended one that only read. The account is
+then read again, locked, by the transaction that writes (`lock_user`).
+"""
 
 import uuid
 
@@ -6,8 +11,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.security import hash_password, verify_password
+from app.core.security import Passwords
+from app.db.session import end_read_only_transaction
 from app.users.exceptions import (
+    AccountChanged,
     EmailAlreadyRegistered,
     LastAdmin,
     UserNotFound,
@@ -29,13 +36,26 @@ async def get_user_by_email(session: AsyncSession, *, email: str) -> User | None
     return result.scalar_one_or_none()
 
 
-async def create_user(session: AsyncSession, *, data: UserCreate, role: Role = Role.USER) -> User:
-    """Raises EmailAlreadyRegistered, also when a concurrent request wins the race."""
+async def lock_user(session: AsyncSession, *, user_id: uuid.UUID) -> User | None:
+    """The user as stored now, row-locked until the transaction ends (on PostgreSQL; SQLite's
+    write transactions hold the whole database's write lock anyway)."""
+    return await session.get(User, user_id, with_for_update=True, populate_existing=True)
+
+
+async def create_user(
+    session: AsyncSession, *, passwords: Passwords, data: UserCreate, role: Role = Role.USER
+) -> User:
+    """Raises EmailAlreadyRegistered, also when a concurrent request wins the race.
+
+    The password is hashed before the first statement, so a request that starts here holds
+    no transaction while it hashes (and a taken email costs the same hash as a free one).
+    """
+    password_hash = await passwords.hash(data.password)
     if await get_user_by_email(session, email=data.email) is not None:
         raise EmailAlreadyRegistered
     user = User(
         email=data.email,
-        password_hash=await hash_password(data.password),
+        password_hash=password_hash,
         full_name=data.full_name,
         role=role,
     )
@@ -56,13 +76,26 @@ async def list_users(session: AsyncSession, *, limit: int, offset: int) -> tuple
     return list(result.scalars()), total or 0
 
 
-async def update_me(session: AsyncSession, *, user: User, data: UserUpdateMe) -> User:
+async def update_me(
+    session: AsyncSession, *, passwords: Passwords, user: User, data: UserUpdateMe
+) -> User:
+    """A new password needs the current one. Both hashings run with no transaction open; the
+    account must be as it was checked when the change is written, else AccountChanged."""
     changes = data.model_dump(exclude_unset=True, exclude={"password", "current_password"})
     if data.password is not None:
-        matches, _ = await verify_password(data.current_password or "", user.password_hash)
+        checked = (user.password_hash, user.token_version)
+        await end_read_only_transaction(session)
+        matches, _ = await passwords.verify(data.current_password or "", user.password_hash)
         if not matches:
             raise WrongCurrentPassword
-        user.password_hash = await hash_password(data.password)
+        new_hash = await passwords.hash(data.password)
+        current = await lock_user(session, user_id=user.id)
+        if current is None or not current.is_active:
+            raise AccountChanged
+        if (current.password_hash, current.token_version) != checked:
+            raise AccountChanged
+        user = current
+        user.password_hash = new_hash
         user.token_version += 1  # signs the user out everywhere
     for field, value in changes.items():
         setattr(user, field, value)

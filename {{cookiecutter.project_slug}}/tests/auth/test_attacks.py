@@ -207,12 +207,18 @@ class TestSignature:
 
 class TestClaims:
     async def test_expired(self, client: AsyncClient, user: User) -> None:
-        expired = claims_for(user, exp=datetime.now(UTC) - timedelta(seconds=1))
+        """Expired by a second more than the clock-skew leeway allows."""
+        past_leeway = timedelta(seconds=get_settings().JWT_LEEWAY_SECONDS + 1)
+        expired = claims_for(user, exp=datetime.now(UTC) - past_leeway)
         assert_refused(await me(client, forge(expired)))
 
     async def test_not_yet_valid(self, client: AsyncClient, user: User) -> None:
         early = claims_for(user, nbf=datetime.now(UTC) + timedelta(minutes=5))
         assert_refused(await me(client, forge(early)))
+
+    async def test_issued_in_the_future(self, client: AsyncClient, user: User) -> None:
+        issued_later = claims_for(user, iat=datetime.now(UTC) + timedelta(minutes=5))
+        assert_refused(await me(client, forge(issued_later)))
 
     async def test_wrong_audience(self, client: AsyncClient, user: User) -> None:
         assert_refused(await me(client, forge(claims_for(user, aud="another-api"))))

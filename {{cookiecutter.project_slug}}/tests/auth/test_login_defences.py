@@ -3,26 +3,29 @@ password is refused before any hashing, and failed logins are limited without lo
 account's owner out."""
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import argon2
+import bcrypt
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import PROBLEM_JSON
-from app.core.security import hash_password
+from app.core.security import Passwords
 from app.users.models import User
-from app.users.schemas import PASSWORD_MAX_LENGTH
+from app.users.schemas import PASSWORD_MAX_BYTES, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
 from tests.conftest import client_at
-from tests.factories import DEFAULT_PASSWORD, create_user
+from tests.factories import DEFAULT_PASSWORD, auth_headers, create_user
 
 REGISTER = "/api/v1/auth/register"
 LOGIN = "/api/v1/auth/login"
 ME = "/api/v1/users/me"
+EMOJI = "\N{GRINNING FACE}"  # one character, four bytes in UTF-8
 
 
 @dataclass
@@ -57,7 +60,11 @@ def argon2_calls(monkeypatch: pytest.MonkeyPatch) -> Argon2Calls:
 
 
 async def test_every_failed_login_costs_one_verify_at_the_same_cost(
-    client: AsyncClient, session: AsyncSession, user: User, argon2_calls: Argon2Calls
+    client: AsyncClient,
+    session: AsyncSession,
+    passwords: Passwords,
+    user: User,
+    argon2_calls: Argon2Calls,
 ) -> None:
     """Unknown email, wrong password and inactive account each run exactly one Argon2 verify,
     against a real hash with the very parameters of a real user's hash, and hash nothing.
@@ -74,7 +81,7 @@ async def test_every_failed_login_costs_one_verify_at_the_same_cost(
     }
     # The decoy hash for unknown emails is made once per process; make it before counting.
     await client.post(LOGIN, data={"username": "warm-up@example.com", "password": "x"})
-    reference = argon2.extract_parameters(await hash_password("any password"))
+    reference = argon2.extract_parameters(await passwords.hash("any password"))
 
     bodies = {}
     for name, (email, password) in attempts.items():
@@ -100,16 +107,23 @@ async def test_a_successful_login_also_costs_one_verify(
     assert argon2_calls.verified == [user.password_hash]
 
 
-@pytest.mark.parametrize("length", [PASSWORD_MAX_LENGTH + 1, 10_000])
+@pytest.mark.parametrize(
+    "long",
+    [
+        "p" * (PASSWORD_MAX_LENGTH + 1),
+        "p" * 10_000,
+        EMOJI * (PASSWORD_MAX_BYTES // len(EMOJI.encode()) + 1),  # few characters, many bytes
+    ],
+    ids=["characters", "far-too-long", "bytes"],
+)
 @pytest.mark.parametrize("where", ["register", "login", "change-new", "change-current"])
 async def test_an_oversized_password_is_422_and_never_hashed(
     client: AsyncClient,
     user_headers: dict[str, str],
     argon2_calls: Argon2Calls,
     where: str,
-    length: int,
+    long: str,
 ) -> None:
-    long = "p" * length
     argon2_calls.reset()
     if where == "register":
         response = await client.post(REGISTER, json={"email": "a@example.com", "password": long})
@@ -126,8 +140,37 @@ async def test_an_oversized_password_is_422_and_never_hashed(
     assert argon2_calls.verified == []
 
 
-async def test_a_password_of_the_maximum_length_works(client: AsyncClient) -> None:
-    longest = "p" * PASSWORD_MAX_LENGTH
+@pytest.mark.parametrize("where", ["register", "change-new", "change-current"])
+async def test_a_password_that_is_not_unicode_text_is_422(
+    client: AsyncClient, user_headers: dict[str, str], argon2_calls: Argon2Calls, where: str
+) -> None:
+    """JSON can carry lone surrogates ("\\ud800"), which UTF-8, and so the hasher, cannot hold;
+    pydantic refuses them. (A form body cannot: its undecodable bytes arrive as U+FFFD.)"""
+    bad = "\ud800" * PASSWORD_MIN_LENGTH
+    if where == "register":
+        path, method, body = REGISTER, "POST", {"email": "a@example.com", "password": bad}
+    else:
+        body = {"password": "a new password", "current_password": DEFAULT_PASSWORD}
+        body["password" if where == "change-new" else "current_password"] = bad
+        path, method = ME, "PATCH"
+    response = await client.request(
+        method,
+        path,
+        content=json.dumps(body),  # ASCII, the surrogates escaped
+        headers={**user_headers, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert argon2_calls.hashes == 0
+    assert argon2_calls.verified == []
+
+
+@pytest.mark.parametrize(
+    "longest",
+    ["p" * PASSWORD_MAX_LENGTH, EMOJI * (PASSWORD_MAX_BYTES // len(EMOJI.encode()))],
+    ids=["characters", "bytes"],
+)
+async def test_a_password_of_the_maximum_length_works(client: AsyncClient, longest: str) -> None:
     registered = await client.post(REGISTER, json={"email": "max@example.com", "password": longest})
     assert registered.status_code == 201
     logged_in = await client.post(LOGIN, data={"username": "max@example.com", "password": longest})
@@ -196,3 +239,53 @@ async def test_a_successful_login_is_not_a_failure(
         assert await _login_from(app, ATTACKER, user.email, DEFAULT_PASSWORD) == 200
     statuses = [await _login_from(app, ATTACKER, user.email, "wrong") for _ in "abc"]
     assert statuses == [401, 401, 429]
+
+
+# --- Accounts with a legacy bcrypt hash ---------------------------------------------------------
+
+LEGACY_PASSWORD = "a legacy password"
+# Past the 72 bytes bcrypt reads (and bcrypt 5 refuses), within PASSWORD_MAX_BYTES.
+PAST_BCRYPT = EMOJI * 19
+
+
+@pytest.fixture
+async def legacy_user(session: AsyncSession) -> User:
+    """An account carried over from an older system, with a bcrypt hash."""
+    user = await create_user(session)
+    user.password_hash = bcrypt.hashpw(LEGACY_PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+    await session.commit()
+    return user
+
+
+async def test_a_legacy_account_logs_in_and_is_rehashed(
+    client: AsyncClient, session: AsyncSession, legacy_user: User
+) -> None:
+    response = await client.post(
+        LOGIN, data={"username": legacy_user.email, "password": LEGACY_PASSWORD}
+    )
+    assert response.status_code == 200
+    await session.refresh(legacy_user)
+    assert legacy_user.password_hash.startswith("$argon2id$")
+
+
+@pytest.mark.parametrize("where", ["login", "change-current"])
+async def test_a_password_past_bcrypts_limit_is_a_mismatch_for_every_account(
+    client: AsyncClient, user: User, legacy_user: User, where: str
+) -> None:
+    """For a bcrypt account as for an Argon2id one: the same refusal, not a 500 that would
+    tell the legacy accounts apart."""
+    assert len(PAST_BCRYPT.encode()) > 72
+    bodies = []
+    for account in (user, legacy_user):
+        if where == "login":
+            response = await client.post(
+                LOGIN, data={"username": account.email, "password": PAST_BCRYPT}
+            )
+            expected = 401
+        else:
+            change = {"password": "a new password", "current_password": PAST_BCRYPT}
+            response = await client.patch(ME, headers=auth_headers(account), json=change)
+            expected = 403
+        assert response.status_code == expected, response.text
+        bodies.append(response.json())
+    assert bodies[0] == bodies[1]

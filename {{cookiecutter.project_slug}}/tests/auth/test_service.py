@@ -3,19 +3,23 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth import service
 from app.auth.exceptions import InvalidCredentials, InvalidRefreshToken, RefreshTokenReused
 from app.auth.models import RefreshToken
-from app.core.config import get_settings
-from app.core.security import decode_access_token, digest_refresh_token
+from app.core.security import Passwords, Tokens, digest_refresh_token
 from app.users.models import User
 from tests.factories import DEFAULT_PASSWORD
+from tests.passwords import ChangedWhileChecking
 
 
-async def test_authenticate_returns_the_user(session: AsyncSession, user: User) -> None:
-    found = await service.authenticate(session, email=user.email, password=DEFAULT_PASSWORD)
+async def test_authenticate_returns_the_user(
+    session: AsyncSession, passwords: Passwords, user: User
+) -> None:
+    found = await service.authenticate(
+        session, passwords=passwords, email=user.email, password=DEFAULT_PASSWORD
+    )
     assert found.id == user.id
 
 
@@ -25,25 +29,31 @@ async def test_authenticate_returns_the_user(session: AsyncSession, user: User) 
     ids=["unknown-email", "wrong-password"],
 )
 async def test_authenticate_rejects_bad_credentials(
-    session: AsyncSession, user: User, email: str | None, password: str
+    session: AsyncSession, passwords: Passwords, user: User, email: str | None, password: str
 ) -> None:
     with pytest.raises(InvalidCredentials):
-        await service.authenticate(session, email=email or user.email, password=password)
+        await service.authenticate(
+            session, passwords=passwords, email=email or user.email, password=password
+        )
 
 
-async def test_issue_tokens_stores_only_a_digest(session: AsyncSession, user: User) -> None:
-    pair = await service.issue_tokens(session, user=user)
+async def test_issue_tokens_stores_only_a_digest(
+    session: AsyncSession, tokens: Tokens, user: User
+) -> None:
+    pair = await service.issue_tokens(session, tokens=tokens, user=user)
     stored = await session.scalar(select(RefreshToken).where(RefreshToken.user_id == user.id))
     assert stored is not None
     assert stored.token_hash == digest_refresh_token(pair.refresh_token)
-    assert decode_access_token(pair.access_token).user_id == user.id
+    assert tokens.decode_access_token(pair.access_token).user_id == user.id
 
 
 async def test_rotation_keeps_the_family_and_spends_the_token(
-    session: AsyncSession, user: User
+    session: AsyncSession, tokens: Tokens, user: User
 ) -> None:
-    first = await service.issue_tokens(session, user=user)
-    second = await service.rotate_refresh_token(session, refresh_token=first.refresh_token)
+    first = await service.issue_tokens(session, tokens=tokens, user=user)
+    second = await service.rotate_refresh_token(
+        session, tokens=tokens, refresh_token=first.refresh_token
+    )
     rows = (
         await session.scalars(select(RefreshToken).where(RefreshToken.user_id == user.id))
     ).all()
@@ -55,12 +65,14 @@ async def test_rotation_keeps_the_family_and_spends_the_token(
 
 
 async def test_reuse_raises_an_error_that_keeps_the_revocation(
-    session: AsyncSession, user: User
+    session: AsyncSession, tokens: Tokens, user: User
 ) -> None:
-    first = await service.issue_tokens(session, user=user)
-    await service.rotate_refresh_token(session, refresh_token=first.refresh_token)
+    first = await service.issue_tokens(session, tokens=tokens, user=user)
+    await service.rotate_refresh_token(session, tokens=tokens, refresh_token=first.refresh_token)
     with pytest.raises(RefreshTokenReused) as caught:
-        await service.rotate_refresh_token(session, refresh_token=first.refresh_token)
+        await service.rotate_refresh_token(
+            session, tokens=tokens, refresh_token=first.refresh_token
+        )
     assert caught.value.keep_changes is True
     live = await session.scalar(
         select(func.count())
@@ -76,11 +88,11 @@ async def test_revoke_session_with_unknown_token_raises(session: AsyncSession) -
 
 
 async def test_revoke_all_sessions_bumps_the_version_and_revokes_every_token(
-    session: AsyncSession, user: User
+    session: AsyncSession, tokens: Tokens, user: User
 ) -> None:
     version = user.token_version
     for _ in range(2):
-        await service.issue_tokens(session, user=user)
+        await service.issue_tokens(session, tokens=tokens, user=user)
     await service.revoke_all_sessions(session, user=user)
     assert user.token_version == version + 1
     live = await session.scalar(
@@ -100,39 +112,38 @@ async def _token_row(session: AsyncSession, refresh_token: str) -> RefreshToken:
 
 
 async def test_rotation_never_extends_a_login_past_its_family_lifetime(
-    session: AsyncSession, user: User
+    session: AsyncSession, tokens: Tokens, user: User
 ) -> None:
     """Each token lives REFRESH_TOKEN_EXPIRE_DAYS, but no later than the login's end."""
-    max_days = get_settings().REFRESH_TOKEN_FAMILY_MAX_DAYS
-    first = await service.issue_tokens(session, user=user)
+    lifetime = tokens.family_lifetime
+    first = await service.issue_tokens(session, tokens=tokens, user=user)
     row = await _token_row(session, first.refresh_token)
     # The login happened long ago: one hour of it is left.
-    login = datetime.now(UTC) - timedelta(days=max_days) + timedelta(hours=1)
+    login = datetime.now(UTC) - lifetime + timedelta(hours=1)
     row.family_issued_at = login
     await session.flush()
 
-    second = await service.rotate_refresh_token(session, refresh_token=first.refresh_token)
+    second = await service.rotate_refresh_token(session, tokens=tokens, refresh_token=first.refresh_token)
     next_row = await _token_row(session, second.refresh_token)
     assert next_row.family_issued_at == login
-    assert next_row.expires_at == login + timedelta(days=max_days)  # not now + 7 days
+    assert next_row.expires_at == login + lifetime  # not now + 7 days
 
     # Once the login's lifetime is over, its live token no longer refreshes.
     next_row.family_issued_at = login - timedelta(hours=2)
     await session.flush()
     with pytest.raises(InvalidRefreshToken) as caught:
-        await service.rotate_refresh_token(session, refresh_token=second.refresh_token)
+        await service.rotate_refresh_token(session, tokens=tokens, refresh_token=second.refresh_token)
     assert not isinstance(caught.value, RefreshTokenReused)
 
 
 async def test_a_new_login_starts_a_family_of_its_own_now(
-    session: AsyncSession, user: User
+    session: AsyncSession, tokens: Tokens, user: User
 ) -> None:
     before = datetime.now(UTC)
-    pair = await service.issue_tokens(session, user=user)
+    pair = await service.issue_tokens(session, tokens=tokens, user=user)
     row = await _token_row(session, pair.refresh_token)
     assert before <= row.family_issued_at == row.issued_at
-    days = get_settings().REFRESH_TOKEN_EXPIRE_DAYS
-    assert row.expires_at == row.issued_at + timedelta(days=days)
+    assert row.expires_at == row.issued_at + tokens.refresh_lifetime
 
 
 async def _family_ids(session: AsyncSession, user: User) -> set[uuid.UUID]:
@@ -143,15 +154,15 @@ async def _family_ids(session: AsyncSession, user: User) -> set[uuid.UUID]:
 
 
 async def test_prune_deletes_only_logins_that_ended_before_the_cutoff(
-    session: AsyncSession, user: User
+    session: AsyncSession, tokens: Tokens, user: User
 ) -> None:
     now = datetime.now(UTC)
     long_ago = now - timedelta(days=60)
 
     async def login(*, rotated: bool = False) -> tuple[uuid.UUID, str]:
-        pair = await service.issue_tokens(session, user=user)
+        pair = await service.issue_tokens(session, tokens=tokens, user=user)
         if rotated:
-            pair = await service.rotate_refresh_token(session, refresh_token=pair.refresh_token)
+            pair = await service.rotate_refresh_token(session, tokens=tokens, refresh_token=pair.refresh_token)
         row = await _token_row(session, pair.refresh_token)
         return row.family_id, pair.refresh_token
 
@@ -177,3 +188,23 @@ async def test_prune_deletes_only_logins_that_ended_before_the_cutoff(
         select(func.count()).select_from(RefreshToken).where(RefreshToken.family_id == running)
     )
     assert rows_running == 2
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"password_hash": "$argon2id$changed"}, {"is_active": False}],
+    ids=["password-changed", "deactivated"],
+)
+async def test_a_login_checked_against_a_changed_account_fails(
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    user: User,
+    changes: dict[str, object],
+) -> None:
+    """The password is checked with no transaction open; the login is written only if the
+    account, read again and locked, still is what was checked."""
+    passwords = ChangedWhileChecking(sessionmaker, **changes)
+    with pytest.raises(InvalidCredentials):
+        await service.authenticate(
+            session, passwords=passwords, email=user.email, password=DEFAULT_PASSWORD
+        )

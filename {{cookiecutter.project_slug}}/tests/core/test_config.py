@@ -32,6 +32,9 @@ def test_defaults_are_fine_locally() -> None:
     settings = _settings(ENVIRONMENT="local")
     assert settings.ACCESS_TOKEN_EXPIRE_MINUTES == 15
     assert settings.REFRESH_TOKEN_EXPIRE_DAYS == 7
+    assert settings.JWT_LEEWAY_SECONDS == 30
+    cpus = len(os.sched_getaffinity(0))
+    assert cpus == settings.PASSWORD_HASH_CONCURRENCY
     assert settings.docs_enabled is True
 
 
@@ -91,6 +94,9 @@ def test_cors_origins_accept_a_comma_separated_list() -> None:
         ({"ALLOWED_HOSTS": "https://api.example.com"}, "ALLOWED_HOSTS"),
         ({"ALLOWED_HOSTS": "api.*.com"}, "ALLOWED_HOSTS"),
         ({"MAX_REQUEST_BODY_BYTES": 10}, "MAX_REQUEST_BODY_BYTES"),
+        ({"JWT_LEEWAY_SECONDS": -1}, "JWT_LEEWAY_SECONDS"),
+        ({"JWT_LEEWAY_SECONDS": 3600}, "JWT_LEEWAY_SECONDS"),
+        ({"PASSWORD_HASH_CONCURRENCY": 0}, "PASSWORD_HASH_CONCURRENCY"),
     ],
 )
 def test_bad_values_are_named(values: dict[str, Any], field: str) -> None:

@@ -26,6 +26,8 @@ from app.users.models import User
 from tests import factories
 from tests.databases import alembic_config
 
+TOKENS = Tokens(get_settings())
+
 
 @pytest.fixture
 def committed_database(empty_database: str) -> str:
@@ -73,7 +75,7 @@ async def test_login_of_a_user_deleted_meanwhile_is_a_401(
     async with factory() as session:
         read = await _read_then_lose(session, factory, user)
         with pytest.raises(InvalidCredentials) as caught:
-            await auth_service.issue_tokens(session, tokens=Tokens(get_settings()), user=read)
+            await auth_service.issue_tokens(session, tokens=TOKENS, user=read)
     assert caught.value.status_code == 401
 
 
@@ -83,13 +85,13 @@ async def test_refresh_of_a_user_deleted_meanwhile_is_a_401(
     """The insert of the next token of a login (what a refresh does after its checks)."""
     user = await _committed_user(factory)
     async with factory() as session, session.begin():
-        await auth_service.issue_tokens(session, tokens=Tokens(get_settings()), user=user)
+        await auth_service.issue_tokens(session, tokens=TOKENS, user=user)
     async with factory() as session:
         family = await session.scalar(select(RefreshToken).where(RefreshToken.user_id == user.id))
         assert family is not None
         read = await _read_then_lose(session, factory, user)
         with pytest.raises(InvalidCredentials) as caught:
-            await auth_service.issue_tokens(session, tokens=Tokens(get_settings()), user=read, family=family)
+            await auth_service.issue_tokens(session, tokens=TOKENS, user=read, family=family)
     assert caught.value.status_code == 401
 {%- if cookiecutter.include_example_resource %}
 

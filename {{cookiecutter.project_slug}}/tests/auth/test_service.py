@@ -123,7 +123,9 @@ async def test_rotation_never_extends_a_login_past_its_family_lifetime(
     row.family_issued_at = login
     await session.flush()
 
-    second = await service.rotate_refresh_token(session, tokens=tokens, refresh_token=first.refresh_token)
+    second = await service.rotate_refresh_token(
+        session, tokens=tokens, refresh_token=first.refresh_token
+    )
     next_row = await _token_row(session, second.refresh_token)
     assert next_row.family_issued_at == login
     assert next_row.expires_at == login + lifetime  # not now + 7 days
@@ -132,7 +134,9 @@ async def test_rotation_never_extends_a_login_past_its_family_lifetime(
     next_row.family_issued_at = login - timedelta(hours=2)
     await session.flush()
     with pytest.raises(InvalidRefreshToken) as caught:
-        await service.rotate_refresh_token(session, tokens=tokens, refresh_token=second.refresh_token)
+        await service.rotate_refresh_token(
+            session, tokens=tokens, refresh_token=second.refresh_token
+        )
     assert not isinstance(caught.value, RefreshTokenReused)
 
 
@@ -162,7 +166,9 @@ async def test_prune_deletes_only_logins_that_ended_before_the_cutoff(
     async def login(*, rotated: bool = False) -> tuple[uuid.UUID, str]:
         pair = await service.issue_tokens(session, tokens=tokens, user=user)
         if rotated:
-            pair = await service.rotate_refresh_token(session, tokens=tokens, refresh_token=pair.refresh_token)
+            pair = await service.rotate_refresh_token(
+                session, tokens=tokens, refresh_token=pair.refresh_token
+            )
         row = await _token_row(session, pair.refresh_token)
         return row.family_id, pair.refresh_token
 

@@ -14,9 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import RefreshToken
-from app.core.config import PROJECT_DIR
 from app.core.security import Tokens
 from app.users.models import User
+from tests import PROJECT_DIR
 from tests.conftest import client_at
 from tests.factories import login
 

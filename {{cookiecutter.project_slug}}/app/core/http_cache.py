@@ -28,6 +28,7 @@ from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import PreconditionFailed, problem_responses
+from app.core.schemas import SingleLine
 
 # Successful authenticated responses: only the client's own cache may keep them, and it must
 # revalidate (with If-None-Match) before each use. Shared caches store nothing.
@@ -155,7 +156,7 @@ async def _read_preconditions(
     request: Request,
     response: Response,
     if_none_match: Annotated[
-        str | None,
+        Annotated[str, SingleLine] | None,
         Header(
             max_length=MAX_HEADER_LENGTH,
             description="ETags of representations you hold (or `*`): 304 if one is current.",
@@ -169,7 +170,7 @@ async def _write_preconditions(
     request: Request,
     response: Response,
     if_match: Annotated[
-        str | None,
+        Annotated[str, SingleLine] | None,
         Header(
             max_length=MAX_HEADER_LENGTH,
             description=(

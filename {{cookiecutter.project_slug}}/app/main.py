@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import api_router
+from app.api import API_PREFIX, include_api
 from app.core.config import Environment, Settings, get_settings
 from app.core.errors import install_error_handlers
 from app.core.hardening import (
@@ -21,7 +21,7 @@ from app.core.security import Passwords, Tokens
 from app.db.session import create_engine, create_sessionmaker
 
 # The probes answer whatever the Host header says (an orchestrator calls them by the pod's IP).
-PROBE_PATHS = frozenset({f"{api_router.prefix}/health/live", f"{api_router.prefix}/health/ready"})
+PROBE_PATHS = frozenset({f"{API_PREFIX}/health/live", f"{API_PREFIX}/health/ready"})
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.read_sessionmaker = create_sessionmaker(engine, read_only=True)
         try:
             yield
         finally:
@@ -60,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.tokens = Tokens(settings)
     app.state.passwords = Passwords(settings)
     install_error_handlers(app)
-    app.include_router(api_router)
+    include_api(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
     if settings.CORS_ORIGINS:
         # No credentials: the API takes bearer tokens, never cookies.
@@ -68,8 +69,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ProblemCORSMiddleware,
             allow_origins=settings.CORS_ORIGINS,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER],
-            expose_headers=[REQUEST_ID_HEADER, "Location", "Retry-After"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "If-Match",
+                "If-None-Match",
+                REQUEST_ID_HEADER,
+            ],
+            expose_headers=[REQUEST_ID_HEADER, "ETag", "Location", "Retry-After"],
         )
     if "*" not in settings.ALLOWED_HOSTS:
         app.add_middleware(

@@ -18,8 +18,8 @@ from pydantic.fields import FieldInfo
 from sqlalchemy import text
 from starlette.routing import BaseRoute
 
-from app.api import api_router, public
-from app.auth.dependencies import get_admin_user
+from app.api import PUBLIC_ROUTERS
+from app.auth.dependencies import get_admin, get_principal
 from app.core.config import Settings
 from app.core.errors import PROBLEM_JSON
 from app.core.http_cache import IfMatch, IfNoneMatch, private_cache
@@ -43,8 +43,14 @@ def _walk(routes: Sequence[BaseRoute]) -> list[Any]:
     ]
 
 
-# What the explicitly public router serves; everything else must need a token.
-PUBLIC_PATHS = frozenset(api_router.prefix + route.path for route in _walk(public.routes))
+# What the explicitly public routers serve, as the app serves it; everything else must need a
+# token.
+_PUBLIC_ROUTES = [route for router in PUBLIC_ROUTERS for route in router.routes]
+PUBLIC_PATHS = frozenset(
+    context.path
+    for context in _walk(create_app().routes)
+    if any(context.original_route is route for route in _PUBLIC_ROUTES)
+)
 
 
 def _api_routes(app: FastAPI) -> list[Any]:
@@ -89,7 +95,7 @@ def _url(route: Any) -> str:
 
 
 def _is_admin_only(route: Any) -> bool:
-    return get_admin_user in _calls(route.dependant)
+    return get_admin in _calls(route.dependant)
 
 
 async def test_only_public_routes_answer_without_a_token(client: AsyncClient) -> None:
@@ -106,10 +112,19 @@ async def test_only_public_routes_answer_without_a_token(client: AsyncClient) ->
     assert ("POST", "/api/v1/auth/logout-all") in checked
 
 
+def test_every_protected_route_checks_the_account_in_the_database() -> None:
+    """A valid token alone is not enough anywhere: each protected route depends on the account
+    check, so a deactivated user or an outdated token is refused on the very next request."""
+    protected = [r for r in _api_routes(create_app()) if r.path not in PUBLIC_PATHS]
+    assert protected
+    for route in protected:
+        assert get_principal in _calls(route.dependant), route.path
+
+
 async def test_every_admin_route_refuses_a_user(
     client: AsyncClient, user_headers: dict[str, str]
 ) -> None:
-    """Found by their dependency on AdminUser, so a new admin route is covered without a test."""
+    """Found by their dependency on get_admin, so a new admin route is covered without a test."""
     admin_routes = [route for route in _api_routes(create_app()) if _is_admin_only(route)]
     assert len(admin_routes) >= 4  # GET /users, GET, PATCH and DELETE /users/{user_id}
     for route in admin_routes:

@@ -1,5 +1,6 @@
-"""The authentication chain: bearer token -> claims -> current user -> admin; and the app's
-token and password objects (built by create_app from its settings, kept on app.state)."""
+"""The authentication chain: bearer token -> claims -> principal -> current user or admin;
+and the app's token and password objects (built by create_app from its settings, kept on
+app.state)."""
 
 from typing import Annotated
 
@@ -9,7 +10,8 @@ from fastapi.security import OAuth2PasswordBearer
 from app.auth.exceptions import AdminRequired, InvalidToken
 from app.core.security import AccessClaims, InvalidTokenError, Passwords, Tokens
 from app.db.session import SessionDep
-from app.users.models import User
+from app.users import service as users_service
+from app.users.models import Principal, User
 
 # auto_error=False: a missing token is our own problem+json 401, not FastAPI's default body.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
@@ -45,10 +47,27 @@ async def get_token_claims(
 TokenClaims = Annotated[AccessClaims, Depends(get_token_claims)]
 
 
-async def get_current_user(session: SessionDep, claims: TokenClaims) -> User:
-    """The token's user, if it still exists, is active and the token is not outdated."""
-    user = await session.get(User, claims.user_id)
-    if user is None or not user.is_active or user.token_version != claims.token_version:
+async def get_principal(session: SessionDep, claims: TokenClaims) -> Principal:
+    """The token's user, if it still exists, is active and the token is not outdated.
+
+    Checked on every protected request (the protected router depends on it), so that a
+    deactivation, a password change or a logout-all refuses the very next request.
+    """
+    principal = await users_service.get_principal(
+        session, user_id=claims.user_id, token_version=claims.token_version
+    )
+    if principal is None:
+        raise InvalidToken
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_current_user(session: SessionDep, principal: CurrentPrincipal) -> User:
+    """The caller's whole account, for the routes that show or change it."""
+    user = await session.get(User, principal.id)
+    if user is None:  # deleted since the check
         raise InvalidToken
     return user
 
@@ -56,10 +75,10 @@ async def get_current_user(session: SessionDep, claims: TokenClaims) -> User:
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-async def get_admin_user(user: CurrentUser) -> User:
-    if not user.is_admin:
+async def get_admin(principal: CurrentPrincipal) -> Principal:
+    if not principal.is_admin:
         raise AdminRequired
-    return user
+    return principal
 
 
-AdminUser = Annotated[User, Depends(get_admin_user)]
+Admin = Annotated[Principal, Depends(get_admin)]

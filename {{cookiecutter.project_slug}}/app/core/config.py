@@ -90,8 +90,12 @@ class Settings(BaseSettings):
     DATABASE_MAX_OVERFLOW: int = Field(default=10, ge=0, le=500)
     # Seconds a request waits for a free connection before it gets a 503.
     DATABASE_POOL_TIMEOUT: float = Field(default=10, gt=0, le=300)
-    # Test each pooled connection before use, so one dropped by a restart is replaced unseen.
-    DATABASE_POOL_PRE_PING: bool = True
+    # Test each pooled connection before use (one round trip per request), so one dropped by a
+    # restart or an idle-killing proxy is replaced unseen. Off: a dead connection costs its
+    # request a 503 and is replaced; turn it on behind pgbouncer or a proxy that drops idle
+    # connections. Connections are replaced after DATABASE_POOL_RECYCLE seconds either way.
+    DATABASE_POOL_PRE_PING: bool = False
+    DATABASE_POOL_RECYCLE: int = Field(default=1800, ge=-1, le=86_400)
     # Seconds to wait for a new connection, and milliseconds any one statement may run (0: no
     # limit); both turn a stuck database into a prompt 503 instead of a hung request.
     DATABASE_CONNECT_TIMEOUT: float = Field(default=5, gt=0, le=120)

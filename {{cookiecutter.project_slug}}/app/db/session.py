@@ -1,7 +1,6 @@
 """Engine, session factory and the one-unit-of-work-per-request session dependency."""
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -54,6 +53,7 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         max_overflow=settings.DATABASE_MAX_OVERFLOW,
         pool_timeout=settings.DATABASE_POOL_TIMEOUT,
         pool_pre_ping=settings.DATABASE_POOL_PRE_PING,
+        pool_recycle=settings.DATABASE_POOL_RECYCLE,
         connect_args={
             "timeout": settings.DATABASE_CONNECT_TIMEOUT,
             "server_settings": {
@@ -64,25 +64,35 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     )
     _connect_errors_as_operational(engine)
     return engine
+
+
+def read_only_engine(engine: AsyncEngine) -> AsyncEngine:
+    """The engine that GET and HEAD requests read through: the same pool, no transaction.
+
+    Each statement runs on its own (autocommit), so a read costs no BEGIN and COMMIT round
+    trips and holds nothing between its statements; each statement sees what was committed
+    when it started.
+    """
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 {%- else %}
-# The execution option that picks SQLite's BEGIN for a transaction, and its two values.
+# The execution option that picks SQLite's BEGIN for a transaction, and its values.
 SQLITE_BEGIN = "sqlite_begin"
-DEFERRED, IMMEDIATE = "DEFERRED", "IMMEDIATE"
+IMMEDIATE, NO_TRANSACTION = "IMMEDIATE", "none"
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
-    """Foreign keys on, write-ahead logging, and BEGIN chosen per transaction.
+    """Foreign keys on, write-ahead logging, and BEGIN chosen per connection.
 
     The sqlite3 driver opens transactions lazily on its own, which breaks SAVEPOINT; SQLAlchemy's
     documented remedy is to switch that off and emit BEGIN ourselves. Which BEGIN comes from the
-    connection's `sqlite_begin` execution option (see `open_session`):
-
+    connection's `sqlite_begin` execution option:
     - IMMEDIATE (the default, for anything that may write) takes the write lock up front. A
       transaction that starts as a reader and later writes cannot wait for the lock (SQLite
       answers "database is locked" at once to avoid a deadlock), while one that takes the write
       lock first waits its turn for up to busy_timeout. Writers queue.
-    - DEFERRED (reads: GET and HEAD requests, the readiness probe) takes no write lock at all;
-      with WAL, readers and the one writer never wait for each other.
+    - none (GET and HEAD requests, see `read_only_engine`): no BEGIN at all. Each statement
+      runs on its own and takes no write lock; with WAL, readers and the one writer never wait
+      for each other.
     """
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -97,8 +107,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        mode = connection.get_execution_options().get(SQLITE_BEGIN, IMMEDIATE)
-        connection.exec_driver_sql("BEGIN DEFERRED" if mode == DEFERRED else "BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(SQLITE_BEGIN, IMMEDIATE) != NO_TRANSACTION:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
@@ -111,26 +121,64 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     )
     _configure_sqlite(engine)
     return engine
+
+
+def read_only_engine(engine: AsyncEngine) -> AsyncEngine:
+    """The engine that GET and HEAD requests read through: the same pool, no BEGIN.
+
+    Each statement runs on its own, so a read costs no BEGIN and COMMIT and never takes the
+    write lock; each statement sees what was committed when it started.
+    """
+    return engine.execution_options(**{SQLITE_BEGIN: NO_TRANSACTION})
 {%- endif %}
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+# Session.info flag of the sessions GET and HEAD requests read with (no transaction).
+READ_ONLY = "read_only"
+
+
+def create_sessionmaker(
+    engine: AsyncEngine, *, read_only: bool = False
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions for writes (one transaction each), or for reads (`read_only_engine`)."""
+    if read_only:
+        return async_sessionmaker(
+            read_only_engine(engine), expire_on_commit=False, info={READ_ONLY: True}
+        )
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+# Methods that only read (RFC 9110, section 9.2.1): they read outside a transaction.
+READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
+
+
 async def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
-    """The factory made at start-up (tests swap in one bound to a rolled-back transaction)."""
-    factory: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    return factory
+    """The factory made at start-up for this request's method: GET and HEAD read without a
+    transaction, everything else gets one (tests swap in one bound to a rolled-back
+    transaction, for every method)."""
+    state = request.app.state
+    if request.method in READ_ONLY_METHODS:
+        reads: async_sessionmaker[AsyncSession] = state.read_sessionmaker
+        return reads
+    writes: async_sessionmaker[AsyncSession] = state.sessionmaker
+    return writes
 
 
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
 
 
-# Methods that only read (RFC 9110, section 9.2.1): their transactions take no write lock.
-READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
 # Set in Session.info while the session's transaction holds changes flushed to the database.
 _WROTE = "wrote_in_transaction"
+
+
+class WriteInReadOnlySession(RuntimeError):
+    """A GET or HEAD request tried to write: a bug, refused before anything is written."""
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_flush_when_read_only(session: Session, _context: Any, _instances: Any) -> None:
+    if session.info.get(READ_ONLY):
+        raise WriteInReadOnlySession("GET and HEAD requests may not write")
 
 
 @event.listens_for(Session, "after_flush")
@@ -141,6 +189,8 @@ def _mark_flush(session: Session, _context: Any) -> None:
 @event.listens_for(Session, "do_orm_execute")
 def _mark_bulk_write(state: ORMExecuteState) -> None:
     if state.is_insert or state.is_update or state.is_delete:
+        if state.session.info.get(READ_ONLY):
+            raise WriteInReadOnlySession("GET and HEAD requests may not write")
         state.session.info[_WROTE] = True
 
 
@@ -148,30 +198,6 @@ def _mark_bulk_write(state: ORMExecuteState) -> None:
 @event.listens_for(Session, "after_rollback")
 def _clear_mark(session: Session) -> None:
     session.info.pop(_WROTE, None)
-
-
-@asynccontextmanager
-async def open_session(
-    factory: async_sessionmaker[AsyncSession], *, read_only: bool = False
-) -> AsyncIterator[AsyncSession]:
-    """A session from `factory`; `read_only` ones never take SQLite's write lock.
-{%- if cookiecutter.database == "postgresql" %}
-
-    On PostgreSQL a read takes no lock that blocks writers anyway, so both kinds are alike:
-    each begins at its first statement.
-    """
-    async with factory() as session:
-        yield session
-{%- else %}
-
-    A read-only session opens its transaction at once, as BEGIN DEFERRED; any other begins
-    lazily, at its first statement, as BEGIN IMMEDIATE.
-    """
-    async with factory() as session:
-        if read_only:
-            await session.connection(execution_options={SQLITE_BEGIN: DEFERRED})
-        yield session
-{%- endif %}
 
 
 async def end_read_only_transaction(session: AsyncSession) -> None:
@@ -194,16 +220,19 @@ async def end_read_only_transaction(session: AsyncSession) -> None:
     await session.commit()
 
 
-async def get_session(request: Request, factory: SessionmakerDep) -> AsyncIterator[AsyncSession]:
+async def get_session(factory: SessionmakerDep) -> AsyncIterator[AsyncSession]:
     """One session per request, and one transaction for its writes.
 
     Commits once after the endpoint returns and before the response is sent, or rolls back on
     any exception, so a client never sees a success whose data was not stored. GET and HEAD
-    requests read in a transaction that takes no write lock (see `open_session`). A service may
-    end a transaction that only read before it hashes a password (`end_read_only_transaction`).
+    requests read without a transaction (`read_only_engine`): nothing to commit, and a write
+    there is refused as a bug. A service may end a transaction that only read before it hashes
+    a password (`end_read_only_transaction`).
     """
-    read_only = request.method in READ_ONLY_METHODS
-    async with open_session(factory, read_only=read_only) as session:
+    async with factory() as session:
+        if session.info.get(READ_ONLY):
+            yield session
+            return
         try:
             yield session
         except AppError as error:

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from app.core.errors import RateLimitUnavailable, ServiceUnavailable, problem_responses
 from app.core.ratelimit import RateLimiterDep
 from app.core.schemas import Schema
-from app.db.session import SessionmakerDep, open_session
+from app.db.session import SessionmakerDep
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ async def ready(factory: SessionmakerDep, limiter: RateLimiterDep) -> HealthStat
     Also its rate limit storage: when that is down, "degraded" if limits fail open, else 503.
     """
     try:
-        async with open_session(factory, read_only=True) as session:
+        async with factory() as session:
             await session.execute(text("SELECT 1"))
     except Exception as exc:
         # The probe's caller sees only the 503; whoever reads the logs needs the cause.

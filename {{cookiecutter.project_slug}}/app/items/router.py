@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Request, Response, status
 
-from app.auth.dependencies import CurrentUser
+from app.auth.dependencies import CurrentPrincipal
 from app.core.errors import problem_responses
 from app.core.http_cache import IfMatch, IfNoneMatch, read_responses, write_responses
 from app.core.schemas import Page, PageQuery
@@ -21,18 +21,24 @@ router = APIRouter(responses=problem_responses(422))
     responses=problem_responses(400),
 )
 async def create_item(
-    session: SessionDep, user: CurrentUser, data: ItemCreate, request: Request, response: Response
+    session: SessionDep,
+    caller: CurrentPrincipal,
+    data: ItemCreate,
+    request: Request,
+    response: Response,
 ) -> ItemRead:
-    item = await service.create_item(session, owner=user, data=data)
+    item = await service.create_item(session, owner=caller, data=data)
     response.headers["Location"] = str(request.app.url_path_for("read_item", item_id=item.id))
     return ItemRead.model_validate(item)
 
 
 @router.get("", response_model=Page[ItemRead])
-async def list_items(session: SessionDep, user: CurrentUser, page: PageQuery) -> Page[ItemRead]:
+async def list_items(
+    session: SessionDep, caller: CurrentPrincipal, page: PageQuery
+) -> Page[ItemRead]:
     """Your items, newest first (an admin sees everyone's)."""
     items, total = await service.list_items(
-        session, viewer=user, limit=page.limit, offset=page.offset
+        session, viewer=caller, limit=page.limit, offset=page.offset
     )
     return Page[ItemRead].of(items, total=total, params=page)
 

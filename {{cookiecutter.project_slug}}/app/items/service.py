@@ -12,17 +12,17 @@ from app.core.errors import is_foreign_key_violation
 from app.items.exceptions import ItemNotFound
 from app.items.models import Item
 from app.items.schemas import ItemCreate, ItemUpdate
-from app.users.models import User
+from app.users.models import Caller
 
 SelectT = TypeVar("SelectT", bound=Select[Any])
 
 
-def _visible_to(statement: SelectT, viewer: User) -> SelectT:
+def _visible_to(statement: SelectT, viewer: Caller) -> SelectT:
     """Admins see every item; anyone else only their own."""
     return statement if viewer.is_admin else statement.where(Item.owner_id == viewer.id)
 
 
-async def create_item(session: AsyncSession, *, owner: User, data: ItemCreate) -> Item:
+async def create_item(session: AsyncSession, *, owner: Caller, data: ItemCreate) -> Item:
     """Raises InvalidToken when the owner was deleted after the request read it."""
     item = Item(owner_id=owner.id, **data.model_dump())
     session.add(item)
@@ -36,7 +36,7 @@ async def create_item(session: AsyncSession, *, owner: User, data: ItemCreate) -
     return item
 
 
-async def get_item(session: AsyncSession, *, viewer: User, item_id: uuid.UUID) -> Item:
+async def get_item(session: AsyncSession, *, viewer: Caller, item_id: uuid.UUID) -> Item:
     item = await session.scalar(_visible_to(select(Item).where(Item.id == item_id), viewer))
     if item is None:
         raise ItemNotFound
@@ -44,7 +44,7 @@ async def get_item(session: AsyncSession, *, viewer: User, item_id: uuid.UUID) -
 
 
 async def list_items(
-    session: AsyncSession, *, viewer: User, limit: int, offset: int
+    session: AsyncSession, *, viewer: Caller, limit: int, offset: int
 ) -> tuple[list[Item], int]:
     visible = _visible_to(select(Item), viewer)
     total = await session.scalar(select(func.count()).select_from(visible.subquery()))

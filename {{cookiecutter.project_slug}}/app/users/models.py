@@ -1,4 +1,7 @@
+import uuid
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from sqlalchemy import Enum, Index, String, func
 from sqlalchemy.orm import Mapped, mapped_column
@@ -31,6 +34,30 @@ class User(UUIDPrimaryKey, Timestamps, Base):
     token_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
     __table_args__ = (Index("uq_users_email_lower", func.lower(email), unique=True),)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+
+class Caller(Protocol):
+    """What authorization needs to know of whoever makes a request: a `Principal` (what every
+    protected request checks, see app/auth/dependencies.py) or a whole `User`."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def is_admin(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller of a protected request: the token's user, found active and with the token's
+    version by one small query of that request (`get_principal` in app/users/service.py)."""
+
+    id: uuid.UUID
+    role: Role
 
     @property
     def is_admin(self) -> bool:

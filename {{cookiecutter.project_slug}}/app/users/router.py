@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response, status
 
-from app.auth.dependencies import CurrentUser, PasswordsDep, get_admin_user
+from app.auth.dependencies import CurrentUser, PasswordsDep, get_admin
 from app.core.errors import problem_responses
 from app.core.http_cache import IfMatch, IfNoneMatch, read_responses, write_responses
 from app.core.ratelimit import limit_failures
@@ -17,7 +17,7 @@ from app.users.models import User
 from app.users.schemas import UserRead, UserUpdateAdmin, UserUpdateMe
 
 router = APIRouter()
-admin_router = APIRouter(dependencies=[Depends(get_admin_user)], responses=problem_responses(403))
+admin_router = APIRouter(dependencies=[Depends(get_admin)], responses=problem_responses(403))
 
 
 @router.get("/me", response_model=UserRead, responses=read_responses())

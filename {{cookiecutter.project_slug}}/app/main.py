@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await engine.dispose()
             app.state.rate_limiter.close()
+            app.state.passwords.close()
 
     docs = settings.docs_enabled
     app = FastAPI(

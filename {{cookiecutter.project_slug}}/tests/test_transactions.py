@@ -17,14 +17,20 @@ import httpx
 import pytest
 from fastapi import FastAPI
 {% if cookiecutter.database == "postgresql" -%}
-from sqlalchemy import NullPool, select, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import NullPool, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 {% else -%}
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
 {% endif %}
 from app.core.config import Settings
-from app.db.session import create_engine, create_sessionmaker, end_read_only_transaction
+from app.db.session import (
+    WriteInReadOnlySession,
+    create_engine,
+    create_sessionmaker,
+    end_read_only_transaction,
+)
 from app.main import create_app
 from app.users.models import User
 from tests import databases
@@ -165,6 +171,52 @@ async def test_objects_stay_usable_after_the_transaction_ends(database_url: str)
             assert not reader.in_transaction()
             assert user is not None
             assert user.email == "kept@example.com"  # still loaded: no query, no error
+    finally:
+        await engine.dispose()
+
+
+async def _driver_in_transaction(session: AsyncSession) -> bool:
+    """What the database driver itself says: is this session's connection in a transaction?"""
+    raw = await (await session.connection()).get_raw_connection()
+    driver = raw.driver_connection
+{%- if cookiecutter.database == "postgresql" %}
+    assert driver is not None
+    return bool(driver.is_in_transaction())
+{%- else %}
+    return bool(getattr(driver, "in_transaction"))  # noqa: B009 - aiosqlite's, typed loosely
+{%- endif %}
+
+
+async def test_reads_run_outside_a_transaction_and_writes_inside_one(database_url: str) -> None:
+    """GET and HEAD sessions cost no BEGIN and COMMIT, and hold no lock between statements."""
+    engine = create_engine(Settings(DATABASE_URL=database_url))
+    try:
+        async with create_sessionmaker(engine, read_only=True)() as reads:
+            await reads.execute(select(User.id).limit(1))
+            assert not await _driver_in_transaction(reads)
+        async with create_sessionmaker(engine)() as writes:
+            await writes.execute(select(User.id).limit(1))
+            assert await _driver_in_transaction(writes)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_read_only_session_refuses_to_write(database_url: str) -> None:
+    """A GET that writes is a bug: refused before the statement reaches the database."""
+    engine = create_engine(Settings(DATABASE_URL=database_url))
+    try:
+        async with create_sessionmaker(engine, read_only=True)() as reads:
+            reads.add(User(email="written-by-a-get@example.com", password_hash="x"))
+            with pytest.raises(WriteInReadOnlySession):
+                await reads.flush()
+            reads.expunge_all()
+            with pytest.raises(WriteInReadOnlySession):
+                await reads.execute(update(User).values(full_name="changed by a GET"))
+        async with create_sessionmaker(engine)() as check:
+            changed = select(User).where(User.full_name == "changed by a GET")
+            assert await check.scalar(changed) is None
+            written = select(User).where(User.email == "written-by-a-get@example.com")
+            assert await check.scalar(written) is None
     finally:
         await engine.dispose()
 

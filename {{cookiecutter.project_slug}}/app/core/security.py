@@ -7,8 +7,8 @@ them to services. Nothing here reads the process-wide settings.
 Passwords: pwdlib with Argon2id for every new hash; bcrypt hashes (from an older system) still
 verify and are replaced by Argon2id at the next successful login. Hashing is CPU-bound and
 memory-hungry (PASSWORD_HASH_MEMORY_KIB each), so it runs in worker threads of its own: at most
-PASSWORD_HASH_CONCURRENCY at once per process, never on the event loop and never taking the
-threads the rest of the app runs blocking work in.
+PASSWORD_HASH_CONCURRENCY at once per process, below the event loop's scheduling priority,
+never on the event loop and never taking the threads the rest of the app runs blocking work in.
 
 Access tokens: short-lived JWTs (PyJWT), algorithm pinned, with `exp`, `iat`, `nbf`, `iss`,
 `aud`, `sub`, `jti`, `type` and `ver` all required. Each names its signing key in the `kid`
@@ -19,17 +19,21 @@ Refresh tokens are opaque random strings; only their SHA-256 digest is stored (s
 app/auth/service.py).
 """
 
+import asyncio
+import contextlib
 import hashlib
+import os
 import secrets
+import sys
+import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-import anyio.to_thread
 import jwt
-from anyio import CapacityLimiter
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
@@ -59,13 +63,33 @@ class _LegacyBcrypt(BcryptHasher):
         return super().verify(raw, hash)
 
 
+# How much lower than the event loop's the hashing threads' scheduling priority is (Linux
+# "nice" steps). A login still takes what it takes, but when hashing and the event loop want the
+# same core, the loop wins: health probes and other requests stay fast during a flood of logins.
+HASH_THREAD_NICENESS = 10
+
+
+def _lower_this_threads_priority() -> None:
+    """Run the calling thread, and the threads Argon2 starts from it, at a lower priority.
+
+    Linux keeps a nice value per thread (setpriority with the thread's id); elsewhere the
+    threads keep the process's priority.
+    """
+    if sys.platform != "linux":
+        return
+    # A sandbox may forbid it; the hashing still runs, at the process's priority.
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_THREAD_NICENESS)
+
+
 class Passwords:
     """Hashes and verifies passwords at the configured Argon2id cost, a few at a time.
 
-    Each hash holds PASSWORD_HASH_MEMORY_KIB of memory while it runs, so the hashing threads
-    are bounded by a limiter of their own (PASSWORD_HASH_CONCURRENCY, default: the number of
-    CPUs): a burst of logins waits its turn instead of multiplying the memory, and the shared
-    thread pool stays free for everything else.
+    Each hash holds PASSWORD_HASH_MEMORY_KIB of memory while it runs, so hashing has threads of
+    its own, PASSWORD_HASH_CONCURRENCY of them (default: the number of CPUs): a burst of logins
+    waits its turn instead of multiplying the memory, the shared thread pool stays free for
+    everything else, and the threads run below the event loop's priority, so hashing never
+    takes the core the loop needs.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -75,11 +99,19 @@ class Passwords:
             parallelism=settings.PASSWORD_HASH_PARALLELISM,
         )
         self._hasher = PasswordHash((argon2, _LegacyBcrypt()))
-        self.limiter = CapacityLimiter(settings.PASSWORD_HASH_CONCURRENCY)
+        self._threads = ThreadPoolExecutor(
+            max_workers=settings.PASSWORD_HASH_CONCURRENCY,
+            thread_name_prefix="password-hash",
+            initializer=_lower_this_threads_priority,
+        )
         self._dummy_hash: str | None = None
 
     async def _run(self, work: Callable[..., T], *args: str) -> T:
-        return await anyio.to_thread.run_sync(work, *args, limiter=self.limiter)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, work, *args)
+
+    def close(self) -> None:
+        """Let the hashing threads end (hashes still running finish first)."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
     def _hash(self, password: str) -> str:
         return self._hasher.hash(password)

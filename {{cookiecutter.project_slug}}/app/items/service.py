@@ -49,7 +49,7 @@ async def list_items(
     visible = _visible_to(select(Item), viewer)
     total = await session.scalar(select(func.count()).select_from(visible.subquery()))
     result = await session.execute(
-        visible.order_by(Item.created_at.desc(), Item.id).limit(limit).offset(offset)
+        visible.order_by(Item.created_at.desc(), Item.id.desc()).limit(limit).offset(offset)
     )
     return list(result.scalars()), total or 0
 

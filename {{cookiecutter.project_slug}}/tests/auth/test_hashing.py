@@ -3,6 +3,9 @@ at once (so at most that many x PASSWORD_HASH_MEMORY_KIB of memory), and never i
 the rest of the app runs blocking work in."""
 
 import asyncio
+import os
+import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 
@@ -10,6 +13,7 @@ import anyio.to_thread
 import pytest
 
 from app.core.config import Settings
+from app.core.security import HASH_THREAD_NICENESS
 from tests.passwords import ObservedPasswords
 
 
@@ -56,3 +60,15 @@ async def test_hashing_leaves_the_shared_threads_free() -> None:
     await hashing
     first_end = min(end for _, end in passwords.runs)
     assert other_done < first_end, "other work waited for a hashing"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread priorities are a Linux feature")
+async def test_hashing_runs_below_the_event_loops_priority() -> None:
+    """So a flood of logins cannot take the core the event loop (every other request) needs."""
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    passwords = ObservedPasswords(_settings(1), probe=niceness)
+    await passwords.hash("a password to hash")
+    assert passwords.probed == [min(niceness() + HASH_THREAD_NICENESS, 19)]  # 19: the lowest

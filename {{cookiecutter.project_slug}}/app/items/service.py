@@ -3,7 +3,7 @@
 import uuid
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,8 +36,17 @@ async def create_item(session: AsyncSession, *, owner: Caller, data: ItemCreate)
     return item
 
 
+# The read of one item, built once for each kind of viewer (values are parameters): the most
+# frequent query of the resource spends nothing on being built or looked up in the SQL cache.
+_ANY_ITEM = select(Item).where(Item.id == bindparam("item_id"))
+_OWN_ITEM = _ANY_ITEM.where(Item.owner_id == bindparam("viewer_id"))
+
+
 async def get_item(session: AsyncSession, *, viewer: Caller, item_id: uuid.UUID) -> Item:
-    item = await session.scalar(_visible_to(select(Item).where(Item.id == item_id), viewer))
+    if viewer.is_admin:
+        item = await session.scalar(_ANY_ITEM, {"item_id": item_id})
+    else:
+        item = await session.scalar(_OWN_ITEM, {"item_id": item_id, "viewer_id": viewer.id})
     if item is None:
         raise ItemNotFound
     return item

@@ -34,10 +34,13 @@ PasswordsDep = Annotated[Passwords, Depends(get_passwords)]
 
 
 async def get_token_claims(
-    tokens: TokensDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> AccessClaims:
+    """The verified claims of the bearer token. (The app's Tokens come from the request, not
+    from TokensDep: this runs on every protected request, and each dependency costs a little.)"""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise InvalidToken
+    tokens: Tokens = request.app.state.tokens
     try:
         return tokens.decode_access_token(token)
     except InvalidTokenError as exc:

@@ -96,10 +96,14 @@ def parse_tag_list(value: str) -> TagList:
         position = found.end()
 
 
+def _etag_of_body(body: bytes) -> EntityTag:
+    digest = hashlib.sha256(body).digest()
+    return EntityTag(base64.urlsafe_b64encode(digest).rstrip(b"=").decode())
+
+
 def etag_of(representation: BaseModel) -> EntityTag:
     """A strong ETag: a hash of exactly the JSON the client receives."""
-    digest = hashlib.sha256(representation.model_dump_json().encode()).digest()
-    return EntityTag(base64.urlsafe_b64encode(digest).rstrip(b"=").decode())
+    return _etag_of_body(representation.model_dump_json().encode())
 
 
 def _received(request: Request, name: str) -> TagList | None:
@@ -113,13 +117,23 @@ class ReadPreconditions:
     received: TagList | None
     response: Response
 
-    def respond(self, representation: SchemaT) -> SchemaT | Response:
-        """The representation with its ETag, or a bodyless 304 if the client has it already."""
-        etag = etag_of(representation)
+    def respond(self, representation: BaseModel) -> Response:
+        """The representation with its ETag, or a bodyless 304 if the client has it already.
+
+        The body is the very JSON the ETag hashes, serialized once: the response is made here,
+        so FastAPI neither validates nor serializes the representation a second time. It
+        carries the headers the route's dependencies set (Cache-Control, Vary).
+        """
+        body = representation.model_dump_json().encode()
+        etag = _etag_of_body(body)
         if self.received is not None and self.received.matches_weakly(etag):
             return not_modified(etag)
-        self.response.headers["ETag"] = str(etag)
-        return representation
+        response = Response(body, media_type="application/json")
+        response.headers.raw.extend(
+            (name, value) for name, value in self.response.headers.raw if name != b"content-length"
+        )
+        response.headers["ETag"] = str(etag)
+        return response
 
 
 @dataclass(frozen=True)

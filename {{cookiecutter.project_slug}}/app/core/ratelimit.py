@@ -252,9 +252,14 @@ async def get_client_key(request: Request, limiter: RateLimiterDep) -> str:
 ClientKey = Annotated[str, Depends(get_client_key)]
 
 
-async def limit_default(limiter: RateLimiterDep, client: ClientKey) -> None:
-    """The default limit of the API, per client address."""
-    await limiter.hit("default", client)
+async def limit_default(request: Request) -> None:
+    """The default limit of the API, per client address.
+
+    It runs on every request, so it takes the request alone: each dependency FastAPI resolves
+    costs a little, on every request that has it.
+    """
+    limiter: RateLimiter = request.app.state.rate_limiter
+    await limiter.hit("default", limiter.client_key(request))
 
 
 async def limit_register(limiter: RateLimiterDep, client: ClientKey) -> None:

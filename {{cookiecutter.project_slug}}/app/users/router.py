@@ -21,7 +21,7 @@ admin_router = APIRouter(dependencies=[Depends(get_admin)], responses=problem_re
 
 
 @router.get("/me", response_model=UserRead, responses=read_responses())
-async def read_me(user: CurrentUser, if_none_match: IfNoneMatch) -> UserRead | Response:
+async def read_me(user: CurrentUser, if_none_match: IfNoneMatch) -> Response:
     return if_none_match.respond(UserRead.model_validate(user))
 
 
@@ -74,7 +74,7 @@ async def list_users(session: SessionDep, page: PageQuery) -> Page[UserRead]:
     response_model=UserRead,
     responses={**read_responses(), **problem_responses(404, 422)},
 )
-async def read_user(user: TargetUser, if_none_match: IfNoneMatch) -> UserRead | Response:
+async def read_user(user: TargetUser, if_none_match: IfNoneMatch) -> Response:
     return if_none_match.respond(UserRead.model_validate(user))
 
 

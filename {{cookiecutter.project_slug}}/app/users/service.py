@@ -23,7 +23,6 @@ from app.users.exceptions import (
 from app.users.models import Principal, Role, User
 from app.users.schemas import UserCreate, UserUpdateAdmin, UserUpdateMe
 
-
 # Built once, with its values as parameters: a statement object keeps its cache key, so a
 # request spends nothing on building the query or finding its compiled form.
 _PRINCIPAL_ROLE = select(User.role).where(

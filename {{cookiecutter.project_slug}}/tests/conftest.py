@@ -41,6 +41,8 @@ for _name in Settings.model_fields:
 os.environ.update(TEST_SETTINGS)
 
 from app.core.config import get_settings  # noqa: E402
+from app.core.logging import configure_logging  # noqa: E402
+from app.core.ratelimit import RateLimiter  # noqa: E402
 from app.core.security import Passwords, Tokens  # noqa: E402
 from app.db.session import create_engine, get_sessionmaker  # noqa: E402
 from app.main import create_app  # noqa: E402
@@ -123,15 +125,63 @@ async def session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterat
         yield session
 
 
+class _RunApp:
+    """The app the tests share: one per run (per xdist worker), since FastAPI prepares each route
+    on its first request and doing that again for every test would cost most of the run.
+
+    Each test lends it that test's own sessionmaker (its rolled-back transaction) and a fresh
+    rate limit storage, so no test sees another's rows or hits. A test that changes the app
+    itself (adds a route, overrides a dependency, replaces what `app.state` holds) leaves it
+    to that test alone: the next test gets a new one.
+    """
+
+    def __init__(self) -> None:
+        self.app: FastAPI | None = None
+        self.sessionmaker: async_sessionmaker[AsyncSession] | None = None
+        self._lent: tuple[object, ...] = ()
+
+    @staticmethod
+    def _parts(app: FastAPI) -> tuple[object, ...]:
+        """What a test could change on the app, by identity: routes, overrides, state."""
+        return (
+            list(app.router.routes),
+            dict(app.dependency_overrides),
+            dict(vars(app.state)["_state"]),
+        )
+
+    async def test_sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        assert self.sessionmaker is not None, "the app is used outside its test"
+        return self.sessionmaker
+
+    def lend(self, sessionmaker: async_sessionmaker[AsyncSession]) -> FastAPI:
+        if self.app is None:
+            self.app = create_app()
+            self.app.dependency_overrides[get_sessionmaker] = self.test_sessionmaker
+        else:
+            # What create_app does for each app: the run's logging (a test may have changed it).
+            configure_logging(get_settings().LOG_LEVEL)
+        self.app.state.rate_limiter = RateLimiter(get_settings())
+        self.sessionmaker = sessionmaker
+        self._lent = self._parts(self.app)
+        return self.app
+
+    def take_back(self) -> None:
+        self.sessionmaker = None
+        app = self.app
+        if app is not None and self._lent != self._parts(app):
+            self.app = None
+
+
+_run_app = _RunApp()
+
+
 @pytest.fixture
-def app(sessionmaker: async_sessionmaker[AsyncSession]) -> FastAPI:
-    app = create_app()
-
-    async def test_sessionmaker() -> async_sessionmaker[AsyncSession]:
-        return sessionmaker
-
-    app.dependency_overrides[get_sessionmaker] = test_sessionmaker
-    return app
+def app(sessionmaker: async_sessionmaker[AsyncSession]) -> Iterator[FastAPI]:
+    """The run's app on this test's transaction, with a rate limit storage of its own."""
+    try:
+        yield _run_app.lend(sessionmaker)
+    finally:
+        _run_app.take_back()
 
 
 @pytest.fixture

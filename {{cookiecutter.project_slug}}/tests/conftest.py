@@ -3,6 +3,8 @@ transaction per test, and the app's own session dependency running on top of it.
 
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,61 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         serve(url, log_path, env=env) as served,
     ):
         yield served.base_url, log_path
+
+
+@dataclass(frozen=True)
+class Served:
+    """A real uvicorn shared by the tests of a run, and the database it serves."""
+
+    base_url: str
+    database_url: str
+    log_path: Path
+
+
+@contextmanager
+def _served(
+    tmp_path_factory: pytest.TempPathFactory,
+    label: str,
+    *,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+) -> Iterator[Served]:
+    log_path = tmp_path_factory.mktemp(label) / "server.log"
+    with (
+        databases.scratch_database(databases.new_database_url(label), migrated=True) as url,
+        serve(url, log_path, workers=workers, env=env) as server,
+    ):
+        yield Served(base_url=server.base_url, database_url=url, log_path=log_path)
+        assert "Traceback" not in server.log()
+
+
+# Workers of the served app that races run against: requests truly at once, in processes that
+# share nothing but the database.
+RACE_WORKERS = 2
+
+
+@pytest.fixture(scope="session")
+def race_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """Several uvicorn workers on one database, for the race tests (tests/test_concurrency.py,
+    tests/test_lost_updates.py): each race uses accounts and rows of its own."""
+    with _served(tmp_path_factory, "races", workers=RACE_WORKERS) as served:
+        yield served
+
+
+@pytest.fixture(scope="session")
+def production_cost_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One uvicorn hashing at the production cost (Settings' defaults), with the default body
+    limit, for the tests that time the served app."""
+    production_cost = {
+        name: str(Settings.model_fields[name].default)
+        for name in (
+            "PASSWORD_HASH_TIME_COST",
+            "PASSWORD_HASH_MEMORY_KIB",
+            "PASSWORD_HASH_PARALLELISM",
+        )
+    }
+    with _served(tmp_path_factory, "hashcost", env=production_cost) as served:
+        yield served
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ import pytest
 from tests import PROJECT_DIR
 
 START_TIMEOUT = 30.0
+# How often a starting server is asked whether it answers: its start-up is what a test waits for.
+POLL_INTERVAL = 0.02
 
 
 def free_port() -> int:
@@ -67,7 +69,7 @@ def serve(
             except httpx.TransportError:
                 if process.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"uvicorn did not start:\n{server.log()}")
-                time.sleep(0.1)
+                time.sleep(POLL_INTERVAL)
         yield server
     finally:
         process.terminate()

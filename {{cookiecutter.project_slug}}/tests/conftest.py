@@ -2,6 +2,8 @@
 transaction per test, and the app's own session dependency running on top of it."""
 
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,7 +52,7 @@ from app.db.session import create_engine, get_sessionmaker  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.users.models import Role, User  # noqa: E402
 from tests import factories  # noqa: E402
-from tests.servers import serve  # noqa: E402
+from tests.servers import ServedGroupScheduling, serve, write_groups  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -61,6 +63,69 @@ def pytest_configure(config: pytest.Config) -> None:
     coverage = config.pluginmanager.getplugin("_cov")
     if coverage is not None:
         coverage.options.cov_fail_under = 0
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """With pytest-xdist switched off (`-p no:xdist`), the options pyproject.toml's addopts give
+    it are still accepted, and ignored: the run is serial."""
+    if not pluginmanager.hasplugin("xdist"):
+        parser.addoption("-n", "--numprocesses", dest="numprocesses", help="(pytest-xdist is off)")
+        parser.addoption("--dist", dest="dist", help="(pytest-xdist is off)")
+
+
+# Session fixtures that start a real uvicorn: each is an xdist group, so one worker runs all the
+# tests that use it and the server starts once per run.
+SERVER_FIXTURES = ("race_server", "production_cost_server", "server")
+# Where the workers of a parallel run tell the controller which test belongs to which group.
+GROUPS_DIR = "served_groups_dir"
+_groups_dir = pytest.StashKey[Path]()
+
+
+# First: pytest-xdist reads the groups in a hook of its own.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Groups the served tests by server, and puts them first: they mostly wait on their
+    servers (start-up, races), which the other workers spend running the rest."""
+    served: dict[str, list[pytest.Item]] = {name: [] for name in SERVER_FIXTURES}
+    rest: list[pytest.Item] = []
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        group = next((name for name in SERVER_FIXTURES if name in fixtures), None)
+        if group is None:
+            rest.append(item)
+        else:
+            item.add_marker(pytest.mark.xdist_group(group))
+            served[group].append(item)
+    items[:] = [item for group in served.values() for item in group] + rest
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if workerinput is not None and GROUPS_DIR in workerinput:
+        groups = {
+            item.nodeid: str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+            for item in items
+            if (mark := item.get_closest_marker("xdist_group")) is not None
+        }
+        write_groups(Path(workerinput[GROUPS_DIR]), workerinput["workerid"], groups)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """In the controller of a parallel run: a folder for the workers' groups."""
+    config: pytest.Config = node.config
+    if _groups_dir not in config.stash:
+        config.stash[_groups_dir] = Path(tempfile.mkdtemp(prefix="test-groups-"))
+    node.workerinput[GROUPS_DIR] = str(config.stash[_groups_dir])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    if config.getoption("dist") != "loadgroup" or _groups_dir not in config.stash:
+        return None
+    return ServedGroupScheduling(config, log, config.stash[_groups_dir])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _groups_dir in config.stash:
+        shutil.rmtree(config.stash[_groups_dir], ignore_errors=True)
 
 
 def pytest_report_header() -> str | None:

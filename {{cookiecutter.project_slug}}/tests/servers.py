@@ -1,5 +1,6 @@
 """A real uvicorn serving `app.main:app` on a free loopback port, for tests of the served app."""
 
+import json
 import os
 import socket
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from xdist.scheduler import LoadGroupScheduling  # type: ignore[import-untyped]
 
 from tests import PROJECT_DIR
 
@@ -78,3 +80,35 @@ def serve(
         except subprocess.TimeoutExpired:  # pragma: no cover - a hung server
             process.kill()
             process.wait()
+
+
+class ServedGroupScheduling(LoadGroupScheduling):  # type: ignore[misc]
+    """pytest-xdist's `--dist loadgroup`, with the groups taken from the workers' collection.
+
+    Stock loadgroup appends each test's xdist_group to its node id, which pytest 9.2's
+    structured node ids no longer allow (pytest-xdist issue 1386): the groups are lost and the
+    tests of one server spread over every worker, each starting a server of its own. Here each
+    worker writes what it collected, `{node id: group}`, as a JSON file into `groups_dir`
+    before reporting its collection; scheduling starts once every worker has reported.
+    """
+
+    def __init__(self, config: pytest.Config, log: object, groups_dir: Path) -> None:
+        super().__init__(config, log)
+        self._groups_dir = groups_dir
+        self._groups: dict[str, str] | None = None
+
+    def _split_scope(self, nodeid: str) -> str:
+        if self._groups is None:
+            self._groups = {}
+            for path in sorted(self._groups_dir.glob("*.json")):
+                self._groups.update(json.loads(path.read_text(encoding="utf-8")))
+        group = self._groups.get(nodeid)
+        scope: str = group if group is not None else super()._split_scope(nodeid)
+        return scope
+
+
+def write_groups(groups_dir: Path, worker: str, groups: Mapping[str, str]) -> None:
+    """One worker's `{node id: group}`, written whole or not at all."""
+    partial = groups_dir / f"{worker}.partial"
+    partial.write_text(json.dumps(dict(groups)), encoding="utf-8")
+    partial.replace(groups_dir / f"{worker}.json")

@@ -56,6 +56,8 @@ from tests.servers import ServedGroupScheduling, serve, write_groups  # noqa: E4
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if not config.pluginmanager.hasplugin("xdist"):
+        config.addinivalue_line("markers", "xdist_group(name): pytest-xdist's, which is off")
     if databases.unavailable_reason() is None:
         return
     # The database tests skip (with the reason); a coverage gate over what is left would fail
@@ -69,7 +71,7 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
     """With pytest-xdist switched off (`-p no:xdist`), the options pyproject.toml's addopts give
     it are still accepted, and ignored: the run is serial."""
     if not pluginmanager.hasplugin("xdist"):
-        parser.addoption("-n", "--numprocesses", dest="numprocesses", help="(pytest-xdist is off)")
+        parser.addoption("--numprocesses", dest="numprocesses", help="(pytest-xdist is off)")
         parser.addoption("--dist", dest="dist", help="(pytest-xdist is off)")
 
 

@@ -38,15 +38,15 @@ class Server:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
-@contextmanager
-def serve(
-    database_url: str,
-    log_path: Path,
-    *,
-    workers: int = 1,
-    env: Mapping[str, str] | None = None,
-) -> Iterator[Server]:
-    """Start uvicorn against `database_url`; wait until it answers; stop it afterwards."""
+@dataclass
+class _Starting:
+    process: subprocess.Popen[bytes]
+    server: Server
+
+
+def _start(
+    database_url: str, log_path: Path, *, workers: int, env: Mapping[str, str] | None
+) -> _Starting:
     port = free_port()
     environment = {
         **os.environ,
@@ -61,25 +61,61 @@ def serve(
         process = subprocess.Popen(
             command, cwd=PROJECT_DIR, env=environment, stdout=log, stderr=subprocess.STDOUT
         )
-    server = Server(base_url=f"http://127.0.0.1:{port}", log_path=log_path)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                httpx.get(f"{server.base_url}/api/v1/health/live", timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"uvicorn did not start:\n{server.log()}")
-                time.sleep(POLL_INTERVAL)
-        yield server
-    finally:
-        process.terminate()
+    return _Starting(process, Server(base_url=f"http://127.0.0.1:{port}", log_path=log_path))
+
+
+def _wait_until_live(starting: _Starting) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
         try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:  # pragma: no cover - a hung server
-            process.kill()
-            process.wait()
+            httpx.get(f"{starting.server.base_url}/api/v1/health/live", timeout=1)
+            return
+        except httpx.TransportError:
+            if starting.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"uvicorn did not start:\n{starting.server.log()}")
+            time.sleep(POLL_INTERVAL)
+
+
+def _stop(starting: _Starting) -> None:
+    starting.process.terminate()
+    try:
+        starting.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:  # pragma: no cover - a hung server
+        starting.process.kill()
+        starting.process.wait()
+
+
+@contextmanager
+def serve(
+    database_url: str,
+    log_path: Path,
+    *,
+    workers: int = 1,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Server]:
+    """Start uvicorn against `database_url`; wait until it answers; stop it afterwards."""
+    with serve_together(database_url, (log_path, env), workers=workers) as (server,):
+        yield server
+
+
+@contextmanager
+def serve_together(
+    database_url: str,
+    *servers: tuple[Path, Mapping[str, str] | None],
+    workers: int = 1,
+) -> Iterator[list[Server]]:
+    """Several servers on `database_url`, one per (log path, extra environment), started at
+    once (their start-ups overlap), stopped afterwards."""
+    started: list[_Starting] = []
+    try:
+        for log_path, env in servers:
+            started.append(_start(database_url, log_path, workers=workers, env=env))
+        for starting in started:
+            _wait_until_live(starting)
+        yield [starting.server for starting in started]
+    finally:
+        for starting in started:
+            _stop(starting)
 
 
 class ServedGroupScheduling(LoadGroupScheduling):  # type: ignore[misc]

@@ -324,8 +324,21 @@ def create_venv_and_install(project_dir: Path, python: str, version: str, uv: st
             run_step([python, "-m", "venv", VENV_NAME], project_dir)
     say(f"Installing the project and its dev dependencies with {installer}")
     if uv is not None:
+        # Bytecode compiled now, as pip does: else, where PYTHONDONTWRITEBYTECODE is set, every
+        # process of every test run (each served app's worker too) compiles its imports again.
         run_step(
-            [uv, "pip", "install", "--python", venv_python, "-e", ".", "--group", "dev"],
+            [
+                uv,
+                "pip",
+                "install",
+                "--python",
+                venv_python,
+                "--compile-bytecode",
+                "-e",
+                ".",
+                "--group",
+                "dev",
+            ],
             project_dir,
         )
     else:

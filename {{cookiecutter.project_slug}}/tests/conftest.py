@@ -2,7 +2,11 @@
 transaction per test, and the app's own session dependency running on top of it."""
 
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +45,19 @@ for _name in Settings.model_fields:
 os.environ.update(TEST_SETTINGS)
 
 from app.core.config import get_settings  # noqa: E402
+from app.core.logging import configure_logging  # noqa: E402
+from app.core.ratelimit import RateLimiter  # noqa: E402
 from app.core.security import Passwords, Tokens  # noqa: E402
 from app.db.session import create_engine, get_sessionmaker  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.users.models import Role, User  # noqa: E402
 from tests import factories  # noqa: E402
-from tests.servers import serve  # noqa: E402
+from tests.servers import ServedGroupScheduling, serve, write_groups  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if not config.pluginmanager.hasplugin("xdist"):
+        config.addinivalue_line("markers", "xdist_group(name): pytest-xdist's, which is off")
     if databases.unavailable_reason() is None:
         return
     # The database tests skip (with the reason); a coverage gate over what is left would fail
@@ -57,6 +65,69 @@ def pytest_configure(config: pytest.Config) -> None:
     coverage = config.pluginmanager.getplugin("_cov")
     if coverage is not None:
         coverage.options.cov_fail_under = 0
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """With pytest-xdist switched off (`-p no:xdist`), the options pyproject.toml's addopts give
+    it are still accepted, and ignored: the run is serial."""
+    if not pluginmanager.hasplugin("xdist"):
+        parser.addoption("--numprocesses", dest="numprocesses", help="(pytest-xdist is off)")
+        parser.addoption("--dist", dest="dist", help="(pytest-xdist is off)")
+
+
+# Session fixtures that start a real uvicorn: each is an xdist group, so one worker runs all the
+# tests that use it and the server starts once per run.
+SERVER_FIXTURES = ("race_server", "production_cost_server", "server")
+# Where the workers of a parallel run tell the controller which test belongs to which group.
+GROUPS_DIR = "served_groups_dir"
+_groups_dir = pytest.StashKey[Path]()
+
+
+# First: pytest-xdist reads the groups in a hook of its own.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Groups the served tests by server, and puts them first: they mostly wait on their
+    servers (start-up, races), which the other workers spend running the rest."""
+    served: dict[str, list[pytest.Item]] = {name: [] for name in SERVER_FIXTURES}
+    rest: list[pytest.Item] = []
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        group = next((name for name in SERVER_FIXTURES if name in fixtures), None)
+        if group is None:
+            rest.append(item)
+        else:
+            item.add_marker(pytest.mark.xdist_group(group))
+            served[group].append(item)
+    items[:] = [item for group in served.values() for item in group] + rest
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if workerinput is not None and GROUPS_DIR in workerinput:
+        groups = {
+            item.nodeid: str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+            for item in items
+            if (mark := item.get_closest_marker("xdist_group")) is not None
+        }
+        write_groups(Path(workerinput[GROUPS_DIR]), workerinput["workerid"], groups)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """In the controller of a parallel run: a folder for the workers' groups."""
+    config: pytest.Config = node.config
+    if _groups_dir not in config.stash:
+        config.stash[_groups_dir] = Path(tempfile.mkdtemp(prefix="test-groups-"))
+    node.workerinput[GROUPS_DIR] = str(config.stash[_groups_dir])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    if config.getoption("dist") != "loadgroup" or _groups_dir not in config.stash:
+        return None
+    return ServedGroupScheduling(config, log, config.stash[_groups_dir])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _groups_dir in config.stash:
+        shutil.rmtree(config.stash[_groups_dir], ignore_errors=True)
 
 
 def pytest_report_header() -> str | None:
@@ -85,6 +156,61 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         serve(url, log_path, env=env) as served,
     ):
         yield served.base_url, log_path
+
+
+@dataclass(frozen=True)
+class Served:
+    """A real uvicorn shared by the tests of a run, and the database it serves."""
+
+    base_url: str
+    database_url: str
+    log_path: Path
+
+
+@contextmanager
+def _served(
+    tmp_path_factory: pytest.TempPathFactory,
+    label: str,
+    *,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+) -> Iterator[Served]:
+    log_path = tmp_path_factory.mktemp(label) / "server.log"
+    with (
+        databases.scratch_database(databases.new_database_url(label), migrated=True) as url,
+        serve(url, log_path, workers=workers, env=env) as server,
+    ):
+        yield Served(base_url=server.base_url, database_url=url, log_path=log_path)
+        assert "Traceback" not in server.log()
+
+
+# Workers of the served app that races run against: requests truly at once, in processes that
+# share nothing but the database.
+RACE_WORKERS = 2
+
+
+@pytest.fixture(scope="session")
+def race_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """Several uvicorn workers on one database, for the race tests (tests/test_concurrency.py,
+    tests/test_lost_updates.py): each race uses accounts and rows of its own."""
+    with _served(tmp_path_factory, "races", workers=RACE_WORKERS) as served:
+        yield served
+
+
+@pytest.fixture(scope="session")
+def production_cost_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One uvicorn hashing at the production cost (Settings' defaults), with the default body
+    limit, for the tests that time the served app."""
+    production_cost = {
+        name: str(Settings.model_fields[name].default)
+        for name in (
+            "PASSWORD_HASH_TIME_COST",
+            "PASSWORD_HASH_MEMORY_KIB",
+            "PASSWORD_HASH_PARALLELISM",
+        )
+    }
+    with _served(tmp_path_factory, "hashcost", env=production_cost) as served:
+        yield served
 
 
 @pytest.fixture
@@ -123,15 +249,63 @@ async def session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterat
         yield session
 
 
+class _RunApp:
+    """The app the tests share: one per run (per xdist worker), since FastAPI prepares each route
+    on its first request and doing that again for every test would cost most of the run.
+
+    Each test lends it that test's own sessionmaker (its rolled-back transaction) and a fresh
+    rate limit storage, so no test sees another's rows or hits. A test that changes the app
+    itself (adds a route, overrides a dependency, replaces what `app.state` holds) leaves it
+    to that test alone: the next test gets a new one.
+    """
+
+    def __init__(self) -> None:
+        self.app: FastAPI | None = None
+        self.sessionmaker: async_sessionmaker[AsyncSession] | None = None
+        self._lent: tuple[object, ...] = ()
+
+    @staticmethod
+    def _parts(app: FastAPI) -> tuple[object, ...]:
+        """What a test could change on the app, by identity: routes, overrides, state."""
+        return (
+            list(app.router.routes),
+            dict(app.dependency_overrides),
+            dict(vars(app.state)["_state"]),
+        )
+
+    async def test_sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        assert self.sessionmaker is not None, "the app is used outside its test"
+        return self.sessionmaker
+
+    def lend(self, sessionmaker: async_sessionmaker[AsyncSession]) -> FastAPI:
+        if self.app is None:
+            self.app = create_app()
+            self.app.dependency_overrides[get_sessionmaker] = self.test_sessionmaker
+        else:
+            # What create_app does for each app: the run's logging (a test may have changed it).
+            configure_logging(get_settings().LOG_LEVEL)
+        self.app.state.rate_limiter = RateLimiter(get_settings())
+        self.sessionmaker = sessionmaker
+        self._lent = self._parts(self.app)
+        return self.app
+
+    def take_back(self) -> None:
+        self.sessionmaker = None
+        app = self.app
+        if app is not None and self._lent != self._parts(app):
+            self.app = None
+
+
+_run_app = _RunApp()
+
+
 @pytest.fixture
-def app(sessionmaker: async_sessionmaker[AsyncSession]) -> FastAPI:
-    app = create_app()
-
-    async def test_sessionmaker() -> async_sessionmaker[AsyncSession]:
-        return sessionmaker
-
-    app.dependency_overrides[get_sessionmaker] = test_sessionmaker
-    return app
+def app(sessionmaker: async_sessionmaker[AsyncSession]) -> Iterator[FastAPI]:
+    """The run's app on this test's transaction, with a rate limit storage of its own."""
+    try:
+        yield _run_app.lend(sessionmaker)
+    finally:
+        _run_app.take_back()
 
 
 @pytest.fixture

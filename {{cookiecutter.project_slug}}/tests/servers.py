@@ -1,5 +1,6 @@
 """A real uvicorn serving `app.main:app` on a free loopback port, for tests of the served app."""
 
+import json
 import os
 import socket
 import subprocess
@@ -12,10 +13,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from xdist.scheduler import LoadGroupScheduling  # type: ignore[import-untyped]
 
 from tests import PROJECT_DIR
 
 START_TIMEOUT = 30.0
+# How often a starting server is asked whether it answers: its start-up is what a test waits for.
+POLL_INTERVAL = 0.02
 
 
 def free_port() -> int:
@@ -34,15 +38,15 @@ class Server:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
-@contextmanager
-def serve(
-    database_url: str,
-    log_path: Path,
-    *,
-    workers: int = 1,
-    env: Mapping[str, str] | None = None,
-) -> Iterator[Server]:
-    """Start uvicorn against `database_url`; wait until it answers; stop it afterwards."""
+@dataclass
+class _Starting:
+    process: subprocess.Popen[bytes]
+    server: Server
+
+
+def _start(
+    database_url: str, log_path: Path, *, workers: int, env: Mapping[str, str] | None
+) -> _Starting:
     port = free_port()
     environment = {
         **os.environ,
@@ -57,22 +61,90 @@ def serve(
         process = subprocess.Popen(
             command, cwd=PROJECT_DIR, env=environment, stdout=log, stderr=subprocess.STDOUT
         )
-    server = Server(base_url=f"http://127.0.0.1:{port}", log_path=log_path)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                httpx.get(f"{server.base_url}/api/v1/health/live", timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"uvicorn did not start:\n{server.log()}")
-                time.sleep(0.1)
-        yield server
-    finally:
-        process.terminate()
+    return _Starting(process, Server(base_url=f"http://127.0.0.1:{port}", log_path=log_path))
+
+
+def _wait_until_live(starting: _Starting) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
         try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:  # pragma: no cover - a hung server
-            process.kill()
-            process.wait()
+            httpx.get(f"{starting.server.base_url}/api/v1/health/live", timeout=1)
+            return
+        except httpx.TransportError:
+            if starting.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"uvicorn did not start:\n{starting.server.log()}")
+            time.sleep(POLL_INTERVAL)
+
+
+def _stop(starting: _Starting) -> None:
+    starting.process.terminate()
+    try:
+        starting.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:  # pragma: no cover - a hung server
+        starting.process.kill()
+        starting.process.wait()
+
+
+@contextmanager
+def serve(
+    database_url: str,
+    log_path: Path,
+    *,
+    workers: int = 1,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Server]:
+    """Start uvicorn against `database_url`; wait until it answers; stop it afterwards."""
+    with serve_together(database_url, (log_path, env), workers=workers) as (server,):
+        yield server
+
+
+@contextmanager
+def serve_together(
+    database_url: str,
+    *servers: tuple[Path, Mapping[str, str] | None],
+    workers: int = 1,
+) -> Iterator[list[Server]]:
+    """Several servers on `database_url`, one per (log path, extra environment), started at
+    once (their start-ups overlap), stopped afterwards."""
+    started: list[_Starting] = []
+    try:
+        for log_path, env in servers:
+            started.append(_start(database_url, log_path, workers=workers, env=env))
+        for starting in started:
+            _wait_until_live(starting)
+        yield [starting.server for starting in started]
+    finally:
+        for starting in started:
+            _stop(starting)
+
+
+class ServedGroupScheduling(LoadGroupScheduling):  # type: ignore[misc]
+    """pytest-xdist's `--dist loadgroup`, with the groups taken from the workers' collection.
+
+    Stock loadgroup appends each test's xdist_group to its node id, which pytest 9.2's
+    structured node ids no longer allow (pytest-xdist issue 1386): the groups are lost and the
+    tests of one server spread over every worker, each starting a server of its own. Here each
+    worker writes what it collected, `{node id: group}`, as a JSON file into `groups_dir`
+    before reporting its collection; scheduling starts once every worker has reported.
+    """
+
+    def __init__(self, config: pytest.Config, log: object, groups_dir: Path) -> None:
+        super().__init__(config, log)
+        self._groups_dir = groups_dir
+        self._groups: dict[str, str] | None = None
+
+    def _split_scope(self, nodeid: str) -> str:
+        if self._groups is None:
+            self._groups = {}
+            for path in sorted(self._groups_dir.glob("*.json")):
+                self._groups.update(json.loads(path.read_text(encoding="utf-8")))
+        group = self._groups.get(nodeid)
+        scope: str = group if group is not None else super()._split_scope(nodeid)
+        return scope
+
+
+def write_groups(groups_dir: Path, worker: str, groups: Mapping[str, str]) -> None:
+    """One worker's `{node id: group}`, written whole or not at all."""
+    partial = groups_dir / f"{worker}.partial"
+    partial.write_text(json.dumps(dict(groups)), encoding="utf-8")
+    partial.replace(groups_dir / f"{worker}.json")

@@ -6,7 +6,6 @@ then checks what the database holds, not only what the responses said.
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +19,8 @@ from app.auth.models import RefreshToken
 from app.items.models import Item
 {% endif -%}
 from app.users.models import Role, User
-from tests import databases
-from tests.servers import serve
+from tests.conftest import Served as RaceServer
 
-WORKERS = 2
 PASSWORD = "a long enough password"
 
 
@@ -34,12 +31,9 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    log_path = tmp_path_factory.mktemp("races") / "server.log"
-    with databases.scratch_database(databases.new_database_url("races"), migrated=True) as url:
-        with serve(url, log_path, workers=WORKERS) as server:
-            yield Served(base_url=f"{server.base_url}/api/v1", database_url=url)
-        assert "Traceback" not in server.log()
+def served(race_server: RaceServer) -> Served:
+    """The run's race server (RACE_WORKERS uvicorn workers; tests/conftest.py)."""
+    return Served(base_url=f"{race_server.base_url}/api/v1", database_url=race_server.database_url)
 
 
 def _client(served: Served, connections: int) -> httpx.AsyncClient:

@@ -6,27 +6,21 @@ others must get 412, and the database must hold the winner's write.
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests import databases
-from tests.servers import serve
+from tests.conftest import Served
 
-WORKERS = 2
 RACERS = 2
 ROUNDS = 5
 PASSWORD = "a long enough password"
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    log_path = tmp_path_factory.mktemp("lost-updates") / "server.log"
-    with databases.scratch_database(databases.new_database_url("ifmatch"), migrated=True) as url:
-        with serve(url, log_path, workers=WORKERS) as server:
-            yield f"{server.base_url}/api/v1"
-        assert "Traceback" not in server.log()
+def base_url(race_server: Served) -> str:
+    """The run's race server (RACE_WORKERS uvicorn workers; tests/conftest.py)."""
+    return f"{race_server.base_url}/api/v1"
 
 
 def _client(base_url: str) -> httpx.AsyncClient:

@@ -11,7 +11,6 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -34,8 +33,8 @@ from app.db.session import (
 from app.main import create_app
 from app.users.models import User
 from tests import databases
+from tests.conftest import Served as ProductionCostServer
 from tests.passwords import ObservedPasswords
-from tests.servers import serve
 
 API = "/api/v1"
 PASSWORD = "a long enough password"
@@ -231,23 +230,12 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """A real uvicorn hashing at the production cost (Settings' defaults)."""
-    log_path: Path = tmp_path_factory.mktemp("hashing") / "server.log"
-    production_cost = {
-        name: str(Settings.model_fields[name].default)
-        for name in (
-            "PASSWORD_HASH_TIME_COST",
-            "PASSWORD_HASH_MEMORY_KIB",
-            "PASSWORD_HASH_PARALLELISM",
-        )
-    }
-    with (
-        databases.scratch_database(databases.new_database_url("hashcost"), migrated=True) as url,
-        serve(url, log_path, env=production_cost) as server,
-    ):
-        yield Served(base_url=f"{server.base_url}{API}", database_url=url)
-        assert "Traceback" not in server.log()
+def served(production_cost_server: ProductionCostServer) -> Served:
+    """The run's uvicorn hashing at the production cost (tests/conftest.py)."""
+    return Served(
+        base_url=f"{production_cost_server.base_url}{API}",
+        database_url=production_cost_server.database_url,
+    )
 
 
 async def _sign_up(client: httpx.AsyncClient, email: str) -> dict[str, str]:

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from app.core.config import Settings, describe_error
 from app.core.errors import PROBLEM_JSON
 from tests.conftest import client_at
-from tests.servers import free_port, serve
+from tests.servers import free_port, serve_together
 
 logger = logging.getLogger(__name__)
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -96,10 +96,9 @@ def test_two_server_processes_share_the_limit(
     redis_env: dict[str, str], tmp_path: Path, empty_database: str
 ) -> None:
     env = {**redis_env, "RATE_LIMIT_DEFAULT": "10/minute"}
-    with (
-        serve(empty_database, tmp_path / "one.log", env=env) as served_one,
-        serve(empty_database, tmp_path / "two.log", env=env) as served_two,
-    ):
+    with serve_together(
+        empty_database, (tmp_path / "one.log", env), (tmp_path / "two.log", env)
+    ) as (served_one, served_two):
         one, two = served_one.base_url, served_two.base_url
         # Each request claims another address: with no trusted proxy, nobody is believed.
         responses = [
@@ -152,12 +151,9 @@ def test_a_redis_outage_fails_open_or_closed_as_configured_and_recovers(
     limits = {"REDIS_URL": f"redis://127.0.0.1:{port}/0", "RATE_LIMIT_STORAGE": "redis"}
     env = {**limits, "RATE_LIMIT_DEFAULT": "3/minute"}
     open_log, closed_log = tmp_path / "open.log", tmp_path / "closed.log"
-    with (
-        serve(empty_database, open_log, env=env) as served_open,
-        serve(
-            empty_database, closed_log, env={**env, "RATE_LIMIT_FAIL_OPEN": "false"}
-        ) as served_closed,
-    ):
+    with serve_together(
+        empty_database, (open_log, env), (closed_log, {**env, "RATE_LIMIT_FAIL_OPEN": "false"})
+    ) as (served_open, served_closed):
         fail_open, fail_closed = served_open.base_url, served_closed.base_url
         with _redis_server(port, tmp_path):
             up = [httpx.get(f"{base}{ME}").status_code for base in (fail_open, fail_closed)]

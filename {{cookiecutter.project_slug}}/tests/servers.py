@@ -148,3 +148,12 @@ def write_groups(groups_dir: Path, worker: str, groups: Mapping[str, str]) -> No
     partial = groups_dir / f"{worker}.partial"
     partial.write_text(json.dumps(dict(groups)), encoding="utf-8")
     partial.replace(groups_dir / f"{worker}.json")
+
+
+async def sign_up(client: httpx.AsyncClient, email: str, password: str) -> dict[str, str]:
+    """Register an account through the served API and log in: the account's bearer header."""
+    registered = await client.post("/auth/register", json={"email": email, "password": password})
+    assert registered.status_code == 201, registered.text
+    login = await client.post("/auth/login", data={"username": email, "password": password})
+    assert login.status_code == 200, login.text
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}

@@ -20,6 +20,7 @@ from app.items.models import Item
 {% endif -%}
 from app.users.models import Role, User
 from tests.conftest import Served as RaceServer
+from tests.servers import sign_up
 
 PASSWORD = "a long enough password"
 
@@ -62,14 +63,6 @@ async def _write(served: Served, statement: Executable) -> None:
             await connection.execute(statement)
     finally:
         await engine.dispose()
-
-
-async def _sign_up(client: httpx.AsyncClient, email: str) -> dict[str, str]:
-    registered = await client.post("/auth/register", json={"email": email, "password": PASSWORD})
-    assert registered.status_code == 201, registered.text
-    login = await client.post("/auth/login", data={"username": email, "password": PASSWORD})
-    assert login.status_code == 200, login.text
-    return {"Authorization": f"Bearer {login.json()['access_token']}"}
 
 
 async def test_simultaneous_registrations_of_one_email_create_one_account(
@@ -148,7 +141,7 @@ async def test_two_admins_removing_each_other_at_once_leave_one_admin(served: Se
     async with _client(served, 4) as client:
         for round_ in range(rounds):
             emails = [f"admin{round_}a@example.com", f"admin{round_}b@example.com"]
-            headers = [await _sign_up(client, email) for email in emails]
+            headers = [await sign_up(client, email, PASSWORD) for email in emails]
             ids = [(await client.get("/users/me", headers=h)).json()["id"] for h in headers]
             # Exactly these two are the active admins now.
             await _write(served, update(User).where(User.role == Role.ADMIN).values(role="user"))
@@ -190,7 +183,7 @@ async def test_simultaneous_creations_by_several_users_store_every_item_once(
 ) -> None:
     users, per_user = 5, 40
     async with _client(served, users * per_user) as client:
-        headers = [await _sign_up(client, f"maker{n}@example.com") for n in range(users)]
+        headers = [await sign_up(client, f"maker{n}@example.com", PASSWORD) for n in range(users)]
         responses = await asyncio.gather(
             *(
                 client.post("/items", json={"title": f"maker{n} item{i}"}, headers=headers[n])
@@ -220,7 +213,7 @@ async def test_simultaneous_creations_by_several_users_store_every_item_once(
 async def test_concurrent_patches_leave_a_state_one_request_asked_for(served: Served) -> None:
     writers = 50
     async with _client(served, writers) as client:
-        headers = await _sign_up(client, "editor@example.com")
+        headers = await sign_up(client, "editor@example.com", PASSWORD)
         created = await client.post("/items", json={"title": "original"}, headers=headers)
         item_url = f"/items/{created.json()['id']}"
         responses = await asyncio.gather(

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import Served
+from tests.servers import sign_up
 
 RACERS = 2
 ROUNDS = 5
@@ -27,14 +28,6 @@ def _client(base_url: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=base_url, limits=httpx.Limits(max_connections=RACERS), timeout=60
     )
-
-
-async def _sign_up(client: httpx.AsyncClient, email: str) -> dict[str, str]:
-    registered = await client.post("/auth/register", json={"email": email, "password": PASSWORD})
-    assert registered.status_code == 201, registered.text
-    login = await client.post("/auth/login", data={"username": email, "password": PASSWORD})
-    assert login.status_code == 200, login.text
-    return {"Authorization": f"Bearer {login.json()['access_token']}"}
 
 
 async def _race(
@@ -72,7 +65,7 @@ async def _assert_one_winner(
 
 async def test_one_of_two_updates_to_me_with_the_same_etag_wins(base_url: str) -> None:
     async with _client(base_url) as client:
-        headers = await _sign_up(client, "racing-me@example.com")
+        headers = await sign_up(client, "racing-me@example.com", PASSWORD)
         for round_ in range(ROUNDS):
             responses = await _race(client, "/users/me", headers, "full_name", round_)
             await _assert_one_winner(client, "/users/me", headers, "full_name", responses)
@@ -81,7 +74,7 @@ async def test_one_of_two_updates_to_me_with_the_same_etag_wins(base_url: str) -
 
 async def test_one_of_two_updates_to_an_item_with_the_same_etag_wins(base_url: str) -> None:
     async with _client(base_url) as client:
-        headers = await _sign_up(client, "racing-items@example.com")
+        headers = await sign_up(client, "racing-items@example.com", PASSWORD)
         created = await client.post("/items", json={"title": "original"}, headers=headers)
         url = f"/items/{created.json()['id']}"
         for round_ in range(ROUNDS):

@@ -35,6 +35,7 @@ from app.users.models import User
 from tests import databases
 from tests.conftest import Served as ProductionCostServer
 from tests.passwords import ObservedPasswords
+from tests.servers import sign_up
 
 API = "/api/v1"
 PASSWORD = "a long enough password"
@@ -238,12 +239,6 @@ def served(production_cost_server: ProductionCostServer) -> Served:
     )
 
 
-async def _sign_up(client: httpx.AsyncClient, email: str) -> dict[str, str]:
-    registered = await client.post("/auth/register", json={"email": email, "password": PASSWORD})
-    assert registered.status_code == 201, registered.text
-    login = await client.post("/auth/login", data={"username": email, "password": PASSWORD})
-    assert login.status_code == 200, login.text
-    return {"Authorization": f"Bearer {login.json()['access_token']}"}
 {%- if cookiecutter.database == "postgresql" %}
 
 
@@ -275,7 +270,7 @@ async def _writer_holding_a_lock(url: str) -> AsyncIterator[None]:
 
 async def test_reads_do_not_wait_for_a_writer(served: Served) -> None:
     async with httpx.AsyncClient(base_url=served.base_url, timeout=30) as client:
-        headers = await _sign_up(client, "reader@example.com")
+        headers = await sign_up(client, "reader@example.com", PASSWORD)
         async with _writer_holding_a_lock(served.database_url):
             started = time.monotonic()
             me = await client.get("/users/me", headers=headers)
@@ -291,9 +286,9 @@ async def test_reads_stay_fast_while_logins_hash(served: Served) -> None:
     async with httpx.AsyncClient(
         base_url=served.base_url, timeout=60, limits=httpx.Limits(max_connections=10)
     ) as client:
-        headers = await _sign_up(client, "profile@example.com")
+        headers = await sign_up(client, "profile@example.com", PASSWORD)
         for n in range(logins_at_once):
-            await _sign_up(client, f"login{n}@example.com")
+            await sign_up(client, f"login{n}@example.com", PASSWORD)
         login_times: list[float] = []
 
         async def log_in(n: int) -> None:

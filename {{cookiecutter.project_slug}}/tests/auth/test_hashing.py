@@ -1,6 +1,6 @@
-"""Password hashing runs on a limiter of its own: at most PASSWORD_HASH_CONCURRENCY hashings
-at once (so at most that many x PASSWORD_HASH_MEMORY_KIB of memory), and never in the threads
-the rest of the app runs blocking work in."""
+"""Password hashing runs on threads of its own: at most PASSWORD_HASH_CONCURRENCY hashings at
+once (so at most that many x PASSWORD_HASH_MEMORY_KIB of memory), below the event loop's
+priority, and never in the threads the rest of the app runs blocking work in."""
 
 import asyncio
 import os

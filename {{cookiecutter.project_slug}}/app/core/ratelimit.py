@@ -125,9 +125,7 @@ class RateLimiter:
 
     async def hit(self, name: str, key: str) -> None:
         """Count one request of limit `name` for `key`; raise TooManyRequests past the limit."""
-        if self._resting():
-            if not self.fail_open:
-                raise RateLimitUnavailable
+        if self._skipped_while_resting():
             return
         try:
             refused = [
@@ -146,9 +144,7 @@ class RateLimiter:
     async def check_failures(self, name: str, key: str, address: str) -> None:
         """Raise TooManyRequests when `key` has had too many failures of `name` in its window
         and `address` has failed at least once in it too. Spends no hit."""
-        if self._resting():
-            if not self.fail_open:
-                raise RateLimitUnavailable
+        if self._skipped_while_resting():
             return
         items = self.limits[name]
         try:
@@ -195,6 +191,15 @@ class RateLimiter:
         except TimeoutError:
             return False
 
+    def _skipped_while_resting(self) -> bool:
+        """True when the storage is resting and limits fail open (the request goes through
+        uncounted); raises RateLimitUnavailable when they fail closed."""
+        if not self._resting():
+            return False
+        if not self.fail_open:
+            raise RateLimitUnavailable
+        return True
+
     def _resting(self) -> bool:
         """After a failure the storage is left alone for a while: a Redis that hangs would
         otherwise hold every request for its full timeout (and its client's retries)."""
@@ -236,13 +241,6 @@ async def get_rate_limiter(request: Request) -> RateLimiter:
 
 
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
-
-
-async def get_client_address(request: Request, limiter: RateLimiterDep) -> str:
-    return limiter.client_address(request)
-
-
-ClientAddress = Annotated[str, Depends(get_client_address)]
 
 
 async def get_client_key(request: Request, limiter: RateLimiterDep) -> str:

@@ -2,6 +2,8 @@
 leeway and hashing cost are those of the app that issues or checks, never the process's."""
 
 import ast
+import asyncio
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -14,7 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import RefreshToken
-from app.core.security import Tokens
+from app.core.config import Settings
+from app.core.security import InvalidTokenError, Tokens
 from app.users.models import User
 from tests import PROJECT_DIR
 from tests.conftest import client_at
@@ -115,3 +118,27 @@ async def test_a_little_clock_skew_is_tolerated(
     app = app_with(JWT_LEEWAY_SECONDS=leeway, ACCESS_TOKEN_EXPIRE_MINUTES=15)
     async with client_at(app) as client:
         assert await _status(client, _token(app, user, shift=shift)) == status
+
+
+async def test_a_remembered_token_still_expires() -> None:
+    """Verified tokens are remembered, but each use checks expiry again: a token that verified
+    while it was valid is refused once it has expired."""
+    tokens = Tokens(Settings(ACCESS_TOKEN_EXPIRE_MINUTES=1, JWT_LEEWAY_SECONDS=0))
+    user_id = uuid.uuid4()
+    issued = datetime.now(UTC) - timedelta(seconds=59)  # one second of life left
+    token, _ = tokens.create_access_token(user_id, version=0, now=issued)
+    assert tokens.decode_access_token(token).user_id == user_id  # verified, and remembered
+    await asyncio.sleep(1.2)
+    with pytest.raises(InvalidTokenError):
+        tokens.decode_access_token(token)
+
+
+def test_a_token_that_failed_is_not_remembered_as_valid() -> None:
+    """A refusal is never cached as an acceptance: the same bad token is refused every time."""
+    tokens = Tokens(Settings())
+    token, _ = tokens.create_access_token(uuid.uuid4(), version=0)
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    for _ in range(2):
+        with pytest.raises(InvalidTokenError):
+            tokens.decode_access_token(forged)
+    assert tokens.decode_access_token(token).token_version == 0

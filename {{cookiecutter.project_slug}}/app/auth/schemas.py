@@ -3,7 +3,7 @@ from typing import Annotated, Literal
 from fastapi import Form
 from pydantic import StringConstraints
 
-from app.core.schemas import Schema, SingleLine
+from app.core.schemas import ReadSchema, Schema, SingleLine
 from app.users.models import EMAIL_MAX_LENGTH
 from app.users.schemas import PASSWORD_MAX_LENGTH, PasswordBytes
 
@@ -28,7 +28,7 @@ class LoginForm(Schema):
 LoginFormDep = Annotated[LoginForm, Form()]
 
 
-class TokenPair(Schema):
+class TokenPair(ReadSchema):
     access_token: str
     refresh_token: str
     token_type: Literal["bearer"] = "bearer"

@@ -87,8 +87,19 @@ class StorableInput(BaseModel):
 MAX_UNKNOWN_MEMBERS = 20
 
 
+class ReadSchema(BaseModel):
+    """What the API answers: read from ORM objects (`from_attributes`), with exactly its fields.
+
+    Apart from `Schema` because what it reads comes from the database, not from a client: it
+    skips the input checks, which would otherwise run on every field of every response.
+    """
+
+    model_config = ConfigDict(from_attributes=True, extra="forbid")
+
+
 class Schema(StorableInput):
-    """Reads ORM objects, and refuses fields it does not declare (422, not silently dropped)."""
+    """What a client sends: refuses fields it does not declare (422, not silently dropped),
+    NUL and lone surrogates, and objects with many unknown members."""
 
     model_config = ConfigDict(from_attributes=True, extra="forbid")
 
@@ -148,7 +159,7 @@ class PageParams(StorableInput):
     offset: int = Field(default=0, ge=0, le=1_000_000)
 
 
-class Page(Schema, Generic[T]):
+class Page(ReadSchema, Generic[T]):
     """One page of a collection, with the total so clients can page through it."""
 
     items: list[T]

@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 from app.core.errors import RateLimitUnavailable, ServiceUnavailable, problem_responses
 from app.core.ratelimit import RateLimiterDep
-from app.core.schemas import Schema
+from app.core.schemas import ReadSchema
 from app.db.session import SessionmakerDep
 
 logger = logging.getLogger(__name__)
@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 router = APIRouter()
 
 
-class HealthStatus(Schema):
+class HealthStatus(ReadSchema):
     # "degraded": serving, but rate limits are not counted (their storage is unreachable).
     status: Literal["ok", "degraded"] = "ok"
 

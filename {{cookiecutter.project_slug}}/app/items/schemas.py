@@ -4,7 +4,7 @@ from typing import Annotated
 
 from pydantic import StringConstraints
 
-from app.core.schemas import MultiLine, NotNull, Schema, SingleLine
+from app.core.schemas import MultiLine, NotNull, ReadSchema, Schema, SingleLine
 from app.items.models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 
 Title = Annotated[
@@ -27,7 +27,7 @@ class ItemUpdate(Schema):
     description: Description | None = None
 
 
-class ItemRead(Schema):
+class ItemRead(ReadSchema):
     id: uuid.UUID
     owner_id: uuid.UUID
     title: str

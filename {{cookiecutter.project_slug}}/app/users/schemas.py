@@ -12,7 +12,7 @@ from pydantic import (
     model_validator,
 )
 
-from app.core.schemas import NotNull, Schema, SingleLine
+from app.core.schemas import NotNull, ReadSchema, Schema, SingleLine
 from app.users.models import EMAIL_MAX_LENGTH, FULL_NAME_MAX_LENGTH, Role
 
 PASSWORD_MIN_LENGTH = 8
@@ -52,7 +52,7 @@ class UserCreate(Schema):
     full_name: FullName | None = None
 
 
-class UserRead(Schema):
+class UserRead(ReadSchema):
     id: uuid.UUID
     email: str
     full_name: str | None

@@ -6,7 +6,7 @@ then checks what the database holds, not only what the responses said.
 
 import asyncio
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -19,22 +19,16 @@ from app.auth.models import RefreshToken
 from app.items.models import Item
 {% endif -%}
 from app.users.models import Role, User
-from tests.conftest import Served as RaceServer
+from tests.conftest import Served
 from tests.servers import sign_up
 
 PASSWORD = "a long enough password"
 
 
-@dataclass(frozen=True)
-class Served:
-    base_url: str
-    database_url: str
-
-
 @pytest.fixture(scope="module")
-def served(race_server: RaceServer) -> Served:
-    """The run's race server (RACE_WORKERS uvicorn workers; tests/conftest.py)."""
-    return Served(base_url=f"{race_server.base_url}/api/v1", database_url=race_server.database_url)
+def served(race_server: Served) -> Served:
+    """The run's race server (RACE_WORKERS uvicorn workers; tests/conftest.py), at /api/v1."""
+    return replace(race_server, base_url=f"{race_server.base_url}/api/v1")
 
 
 def _client(served: Served, connections: int) -> httpx.AsyncClient:

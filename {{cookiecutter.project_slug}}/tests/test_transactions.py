@@ -10,7 +10,7 @@ import statistics
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 import pytest
@@ -33,7 +33,7 @@ from app.db.session import (
 from app.main import create_app
 from app.users.models import User
 from tests import databases
-from tests.conftest import Served as ProductionCostServer
+from tests.conftest import Served
 from tests.passwords import ObservedPasswords
 from tests.servers import sign_up
 
@@ -224,19 +224,10 @@ async def test_a_read_only_session_refuses_to_write(database_url: str) -> None:
 # --- Served, at the production hashing cost ---------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Served:
-    base_url: str
-    database_url: str
-
-
 @pytest.fixture(scope="module")
-def served(production_cost_server: ProductionCostServer) -> Served:
-    """The run's uvicorn hashing at the production cost (tests/conftest.py)."""
-    return Served(
-        base_url=f"{production_cost_server.base_url}{API}",
-        database_url=production_cost_server.database_url,
-    )
+def served(production_cost_server: Served) -> Served:
+    """The run's uvicorn hashing at the production cost (tests/conftest.py), at /api/v1."""
+    return replace(production_cost_server, base_url=f"{production_cost_server.base_url}{API}")
 
 
 {%- if cookiecutter.database == "postgresql" %}

@@ -20,6 +20,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cookiecutter.utils import create_env_with_context
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent
@@ -88,6 +89,8 @@ LEAKY_NAMES = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "COVERAGE_PROCESS_STAR
 
 BAKE_TIMEOUT = 1200
 TOOL_TIMEOUT = 900
+# Lines of a timed-out command's output shown in the failure.
+TIMEOUT_TAIL_LINES = 200
 
 
 @dataclass(frozen=True)
@@ -328,19 +331,26 @@ def run_captured(
 ) -> subprocess.CompletedProcess[str]:
     """Run with `typed` as its input (else none); stdout and stderr together as text, bytes
     that are not UTF-8 replaced, whatever the exit status."""
-    return subprocess.run(
-        command,
-        cwd=cwd,
-        env=env,
-        input=typed,
-        stdin=None if typed is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        timeout=timeout,
-        check=False,
-    )
+    try:
+        return subprocess.run(
+            command,
+            cwd=cwd,
+            env=env,
+            input=typed,
+            stdin=None if typed is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as expired:
+        # What it printed before it was stopped is the only clue to where it hung.
+        printed = expired.output or b""
+        text = printed.decode(errors="replace") if isinstance(printed, bytes) else printed
+        tail = "\n".join(text.splitlines()[-TIMEOUT_TAIL_LINES:])
+        pytest.fail(f"{command[0]} ran past {timeout} s; the end of its output:\n{tail}")
 
 
 PYTEST_SUMMARY = re.compile(r"^=+ (?P<summary>.*\bin [0-9.]+s\b.*?) =+$", re.MULTILINE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,10 @@ def test_failing_generated_tests_fail_the_bake_but_keep_the_project(tmp_path: Pa
     output = result.output
     summary = pytest_summary(output)
     assert summary is not None, result.describe()
-    assert "1 failed" in summary, summary
+    # The forced failure is among the failures; on a loaded machine it may not be alone, and
+    # test_bakes.py is where any other failure of the generated suite is reported.
+    assert re.search(r"\b\d+ failed\b", summary), summary
+    assert "[XPASS(strict)] forced failure" in output, result.describe()
     assert "error: the generated project's tests failed" in output, result.describe()
     assert f"The project is at {result.project_dir}" in output
     assert "--keep-project-on-failure" in output

@@ -79,9 +79,13 @@ def _lower_this_threads_priority() -> None:
     """
     if sys.platform != "linux":
         return
-    # A sandbox may forbid it; the hashing still runs, at the process's priority.
+    thread = threading.get_native_id()
+    # Relative to where the thread starts (the process's own nice value, when it runs under
+    # `nice`), capped at 19, the lowest. A sandbox may forbid it; the hashing still runs, at
+    # the process's priority.
     with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_THREAD_NICENESS)
+        lowered = min(os.getpriority(os.PRIO_PROCESS, thread) + HASH_THREAD_NICENESS, 19)
+        os.setpriority(os.PRIO_PROCESS, thread, lowered)
 
 
 class Passwords:

@@ -93,7 +93,7 @@ def test_serve_exits_0_after_a_graceful_stop_on_sigterm(
     with started(migrated_database, tmp_path, workers=workers) as server:
         server.process.send_signal(signal.SIGTERM)
         try:
-            status = server.process.wait(timeout=GRACEFUL_SHUTDOWN_SECONDS + 10)
+            status = server.process.wait(timeout=GRACEFUL_SHUTDOWN_SECONDS + 30)
         except subprocess.TimeoutExpired:
             pytest.fail(f"serve did not stop on SIGTERM:\n{server.log()}")
     log = server.log()

@@ -18,11 +18,13 @@ from xdist.scheduler import LoadGroupScheduling  # type: ignore[import-untyped]
 
 from tests import PROJECT_DIR
 
-# The `serve` console script of the environment running the tests.
-SERVE = Path(sys.executable).with_name("serve")
 START_TIMEOUT = 30.0
 # How often a starting server is asked whether it answers: its start-up is what a test waits for.
 POLL_INTERVAL = 0.02
+
+
+# The `serve` console script of the environment running the tests.
+SERVE = Path(sys.executable).with_name("serve")
 
 
 def free_port() -> int:

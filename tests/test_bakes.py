@@ -31,6 +31,7 @@ from bakery import (
     unrendered_markers,
     venv_bin,
 )
+from containers import check_compose, check_dockerfile, lint_dockerfile
 
 
 def mypy_command(project_dir: Path) -> list[str | Path]:
@@ -117,6 +118,15 @@ class BakeChecks:
         actual = project_files(project)
         missing, unowned = sorted(expected - actual), sorted(actual - expected)
         assert actual == expected, f"missing: {missing}; not owned by any option: {unowned}"
+
+    def test_dockerfile_passes_hadolint(self, project: Path) -> None:
+        result = lint_dockerfile(project)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    def test_container_files_match_the_options(self, baked: Bake, project: Path) -> None:
+        answers = baked.context()["cookiecutter"]
+        check_dockerfile(project, answers)
+        check_compose(project, answers)
 
     def test_env_file(self, project: Path) -> None:
         lines = (project / ".env").read_text(encoding="utf-8").splitlines()

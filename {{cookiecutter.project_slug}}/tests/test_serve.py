@@ -1,0 +1,152 @@
+"""The production command, `serve` (app/serve.py), which `make serve` and the container image
+run: started as a real process, probed and stopped the way a container platform does."""
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.core.config import Settings
+from app.serve import server_options
+from tests import PROJECT_DIR
+from tests.servers import POLL_INTERVAL, SERVE, START_TIMEOUT, free_port
+
+LIVE = "/api/v1/health/live"
+# Shorter than the default, so a server that hangs on its way out fails the test sooner.
+GRACEFUL_SHUTDOWN_SECONDS = 3
+
+
+@dataclass(frozen=True)
+class Started:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def _environment(migrated_database: str, port: int, workers: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": migrated_database,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": str(workers),
+        "GRACEFUL_SHUTDOWN_SECONDS": str(GRACEFUL_SHUTDOWN_SECONDS),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@contextmanager
+def started(migrated_database: str, tmp_path: Path, *, workers: int = 1) -> Iterator[Started]:
+    """`serve`, answering on its liveness probe; killed afterwards if a test left it running."""
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [SERVE],
+            cwd=PROJECT_DIR,
+            env=_environment(migrated_database, port, workers),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = Started(process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                httpx.get(f"{server.base_url}{LIVE}", timeout=1)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"serve did not start:\n{server.log()}")
+                time.sleep(POLL_INTERVAL)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_serve_answers_the_liveness_probe(migrated_database: str, tmp_path: Path) -> None:
+    with started(migrated_database, tmp_path) as server:
+        response = httpx.get(f"{server.base_url}{LIVE}", timeout=5)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "ok"}
+    # The access log is off: the app's own request line (with its request id) is the only one.
+    assert '"GET /api/v1/health/live' not in server.log()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_exits_0_after_a_graceful_stop_on_sigterm(
+    migrated_database: str, tmp_path: Path, workers: int
+) -> None:
+    with started(migrated_database, tmp_path, workers=workers) as server:
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            status = server.process.wait(timeout=GRACEFUL_SHUTDOWN_SECONDS + 30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"serve did not stop on SIGTERM:\n{server.log()}")
+    log = server.log()
+    assert status == 0, log
+    assert "Traceback" not in log
+    assert "Application shutdown complete" in log
+    if workers > 1:
+        assert "Started parent process" in log
+        assert log.count("Finished server process") == workers
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("WEB_CONCURRENCY", "0", "WEB_CONCURRENCY: Input should be greater than or equal to 1"),
+        ("WEB_CONCURRENCY", "many", "WEB_CONCURRENCY: Input should be a valid integer"),
+        ("GRACEFUL_SHUTDOWN_SECONDS", "-1", "GRACEFUL_SHUTDOWN_SECONDS: Input should be greater"),
+        ("PORT", "70000", "PORT: Input should be less than or equal to 65535"),
+        ("HOST", "example.com", "HOST: value is not a valid IPv4 or IPv6 address"),
+    ],
+)
+def test_serve_refuses_a_bad_setting_in_one_line(
+    migrated_database: str, name: str, value: str, message: str
+) -> None:
+    environment = {**_environment(migrated_database, free_port(), 1), name: value}
+    result = subprocess.run(
+        [SERVE], cwd=PROJECT_DIR, env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith("invalid configuration: "), result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_server_options_follow_the_settings() -> None:
+    settings = Settings(
+        HOST=IPv4Address("0.0.0.0"),  # what a container listens on
+        PORT=9000,
+        WEB_CONCURRENCY=3,
+        GRACEFUL_SHUTDOWN_SECONDS=20,
+    )
+    assert server_options(settings) == {
+        "host": "0.0.0.0",
+        "port": 9000,
+        "workers": 3,
+        "timeout_graceful_shutdown": 20,
+        "proxy_headers": False,  # TRUSTED_PROXIES decides, in the app
+        "access_log": False,
+    }
+
+
+def test_workers_default_to_one_per_usable_cpu() -> None:
+    expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = Settings().WEB_CONCURRENCY
+    assert workers == expected

@@ -280,7 +280,8 @@ def setup_commands(
         if not venv_exists:
             target = quoted(python) if python else version
             commands.append(f"uv venv --python {target} {VENV_NAME}")
-        commands.append(f"uv pip install --python {venv_python} -e . --group dev")
+        commands.append("uv lock")
+        commands.append("uv sync --locked --compile-bytecode --group dev")
     else:
         if not venv_exists:
             target = quoted(python) if python else f"python{version}"
@@ -324,22 +325,26 @@ def create_venv_and_install(project_dir: Path, python: str, version: str, uv: st
             run_step([python, "-m", "venv", VENV_NAME], project_dir)
     say(f"Installing the project and its dev dependencies with {installer}")
     if uv is not None:
-        # Bytecode compiled now, as pip does: else, where PYTHONDONTWRITEBYTECODE is set, every
-        # process of every test run (each served app's worker too) compiles its imports again.
+        # uv.lock pins every package, so each later `make install` (and CI) gets the same set;
+        # an existing lock is kept as it is unless pyproject.toml asks for something it lacks.
+        # `--locked` then refuses to install anything the lock does not say. Bytecode compiled
+        # now, as pip does: else, where PYTHONDONTWRITEBYTECODE is set, every process of every
+        # test run (each served app's worker too) compiles its imports again.
+        uv_env = {"UV_PYTHON_DOWNLOADS": "never", "UV_PROJECT_ENVIRONMENT": VENV_NAME}
+        run_step([uv, "lock", "--python", python], project_dir, uv_env)
         run_step(
             [
                 uv,
-                "pip",
-                "install",
+                "sync",
+                "--locked",
                 "--python",
-                venv_python,
+                python,
                 "--compile-bytecode",
-                "-e",
-                ".",
                 "--group",
                 "dev",
             ],
             project_dir,
+            uv_env,
         )
     else:
         run_step(
@@ -350,7 +355,7 @@ def create_venv_and_install(project_dir: Path, python: str, version: str, uv: st
             [venv_python, "-m", "pip", "install", "-q", "-e", ".", "--group", "dev"],
             project_dir,
         )
-    # The generated Makefile reinstalls only when pyproject.toml is newer than this stamp.
+    # The generated Makefile reinstalls only when pyproject.toml or uv.lock is newer than this.
     (venv_dir / INSTALLED_STAMP).touch()
 
 

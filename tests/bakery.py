@@ -64,8 +64,8 @@ REDIS_FILES = ("tests/core/test_rate_limit_redis.py",)
 # The files it deletes unless the database is PostgreSQL.
 POSTGRESQL_ONLY_FILES = ("tests/test_outage.py",)
 
-# Files that running, installing or testing a project creates; they belong to
-# no template option, so the file-set comparison leaves them out.
+# Files that running, installing or testing a project creates (uv.lock: the hook's `uv lock`);
+# they belong to no template option, so the file-set comparison leaves them out.
 IGNORED_NAMES = (
     ".venv",
     ".env",
@@ -79,6 +79,7 @@ IGNORED_NAMES = (
     "*.db-*",
     "*.egg-info",
     "htmlcov",
+    "uv.lock",
 )
 
 # Variables from the calling environment that must not leak into a bake: the

@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
+import sys
 import tomllib
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import ClassVar
 
@@ -93,6 +96,20 @@ class BakeChecks:
 
     def test_installer(self, baked: Bake) -> None:
         assert f"dev dependencies with {self.installer}" in baked.output, baked.describe()
+
+    def test_installed_from_a_committable_lock(self, project: Path) -> None:
+        """uv bakes write uv.lock, the venv holds exactly what it pins, and git keeps it."""
+        if self.installer != "uv":
+            assert not (project / "uv.lock").exists()
+            return
+        assert (project / "uv.lock").is_file()
+        uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+        checks = ([uv, "lock", "--check"], [uv, "sync", "--locked", "--check", "--group", "dev"])
+        for command in checks:
+            result = run_in_project(project, [*command, "--offline"])
+            assert result.returncode == 0, f"{command}: {result.stdout}"
+        ignored = (project / ".gitignore").read_text(encoding="utf-8").splitlines()
+        assert not [line for line in ignored if fnmatch("uv.lock", line.strip().lstrip("/"))]
 
     def test_venv_runs_the_requested_python(self, project: Path) -> None:
         result = run_in_project(project, [venv_bin(project, "python"), "--version"])

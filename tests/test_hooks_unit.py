@@ -348,7 +348,8 @@ def test_forcing_a_missing_uv_is_an_install_error(monkeypatch: pytest.MonkeyPatc
 def test_setup_commands() -> None:
     assert post.setup_commands("uv", "3.12") == [
         "uv venv --python 3.12 .venv",
-        "uv pip install --python .venv/bin/python -e . --group dev",
+        "uv lock",
+        "uv sync --locked --compile-bytecode --group dev",
     ]
     assert post.setup_commands("pip", "3.12", "/opt/py 3/bin/python3.12") == [
         "'/opt/py 3/bin/python3.12' -m venv .venv",
@@ -356,5 +357,6 @@ def test_setup_commands() -> None:
         ".venv/bin/python -m pip install -e . --group dev",
     ]
     assert post.setup_commands("uv", "3.12", "/usr/bin/python3.12", venv_exists=True) == [
-        "uv pip install --python .venv/bin/python -e . --group dev"
+        "uv lock",
+        "uv sync --locked --compile-bytecode --group dev",
     ]

@@ -75,7 +75,7 @@ class TestRunTestsOff:
         output = without_tests.output
         assert "run_tests is off" in output
         assert f"cd {without_tests.project_dir}" in output
-        assert re.search(r"(uv pip|-m pip) install .*-e \. --group dev", output)
+        assert re.search(r"uv sync --locked .*--group dev|pip install .*-e \. --group dev", output)
         assert "make test" in output
 
     def test_files_match_the_template(self, without_tests: Bake) -> None:

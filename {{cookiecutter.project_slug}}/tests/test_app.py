@@ -49,7 +49,11 @@ _PUBLIC_ROUTES = [route for router in PUBLIC_ROUTERS for route in router.routes]
 PUBLIC_PATHS = frozenset(
     context.path
     for context in _walk(create_app().routes)
-    if any(context.original_route is route for route in _PUBLIC_ROUTES)
+    # Older FastAPI copies each included route, so a route is known by its endpoint function.
+    if any(
+        getattr(context, "original_route", context).endpoint is getattr(route, "endpoint", None)
+        for route in _PUBLIC_ROUTES
+    )
 )
 
 

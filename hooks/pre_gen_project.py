@@ -68,6 +68,7 @@ RESERVED_SLUGS = frozenset(
         "pytest",
         "pytest_asyncio",
         "pytest_cov",
+        "pytest_timeout",
         "pytest_xdist",
         "python_json_logger",
         "python_multipart",

@@ -45,14 +45,14 @@ class Server:
 
 
 @dataclass
-class _Starting:
+class Starting:
     process: subprocess.Popen[bytes]
     server: Server
 
 
-def _start(
+def start(
     database_url: str, log_path: Path, *, workers: int, env: Mapping[str, str] | None
-) -> _Starting:
+) -> Starting:
     port = free_port()
     environment = {
         **os.environ,
@@ -68,10 +68,10 @@ def _start(
         process = subprocess.Popen(
             [SERVE], cwd=PROJECT_DIR, env=environment, stdout=log, stderr=subprocess.STDOUT
         )
-    return _Starting(process, Server(base_url=f"http://127.0.0.1:{port}", log_path=log_path))
+    return Starting(process, Server(base_url=f"http://127.0.0.1:{port}", log_path=log_path))
 
 
-def _wait_until_live(starting: _Starting) -> None:
+def wait_until_live(starting: Starting) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while True:
         try:
@@ -79,11 +79,11 @@ def _wait_until_live(starting: _Starting) -> None:
             return
         except httpx.TransportError:
             if starting.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"uvicorn did not start:\n{starting.server.log()}")
+                pytest.fail(f"serve did not start:\n{starting.server.log()}")
             time.sleep(POLL_INTERVAL)
 
 
-def _stop(starting: _Starting) -> None:
+def _stop(starting: Starting) -> None:
     starting.process.terminate()
     try:
         starting.process.wait(timeout=15)
@@ -113,12 +113,12 @@ def serve_together(
 ) -> Iterator[list[Server]]:
     """Several servers on `database_url`, one per (log path, extra environment), started at
     once (their start-ups overlap), stopped afterwards."""
-    started: list[_Starting] = []
+    started: list[Starting] = []
     try:
         for log_path, env in servers:
-            started.append(_start(database_url, log_path, workers=workers, env=env))
+            started.append(start(database_url, log_path, workers=workers, env=env))
         for starting in started:
-            _wait_until_live(starting)
+            wait_until_live(starting)
         yield [starting.server for starting in started]
     finally:
         for starting in started:

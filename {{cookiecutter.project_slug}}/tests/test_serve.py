@@ -4,10 +4,8 @@ run: started as a real process, probed and stopped the way a container platform 
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -17,21 +15,11 @@ import pytest
 from app.core.config import Settings
 from app.serve import server_options
 from tests import PROJECT_DIR
-from tests.servers import POLL_INTERVAL, SERVE, START_TIMEOUT, free_port
+from tests.servers import SERVE, Starting, free_port, start, wait_until_live
 
 LIVE = "/api/v1/health/live"
 # Shorter than the default, so a server that hangs on its way out fails the test sooner.
 GRACEFUL_SHUTDOWN_SECONDS = 3
-
-
-@dataclass(frozen=True)
-class Started:
-    process: subprocess.Popen[bytes]
-    base_url: str
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
 def _environment(migrated_database: str, port: int, workers: int) -> dict[str, str]:
@@ -47,43 +35,26 @@ def _environment(migrated_database: str, port: int, workers: int) -> dict[str, s
 
 
 @contextmanager
-def started(migrated_database: str, tmp_path: Path, *, workers: int = 1) -> Iterator[Started]:
+def started(migrated_database: str, tmp_path: Path, *, workers: int = 1) -> Iterator[Starting]:
     """`serve`, answering on its liveness probe; killed afterwards if a test left it running."""
-    port = free_port()
-    log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [SERVE],
-            cwd=PROJECT_DIR,
-            env=_environment(migrated_database, port, workers),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server = Started(process, f"http://127.0.0.1:{port}", log_path)
+    env = {"GRACEFUL_SHUTDOWN_SECONDS": str(GRACEFUL_SHUTDOWN_SECONDS)}
+    starting = start(migrated_database, tmp_path / "serve.log", workers=workers, env=env)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                httpx.get(f"{server.base_url}{LIVE}", timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"serve did not start:\n{server.log()}")
-                time.sleep(POLL_INTERVAL)
-        yield server
+        wait_until_live(starting)
+        yield starting
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        if starting.process.poll() is None:
+            starting.process.kill()
+            starting.process.wait()
 
 
 def test_serve_answers_the_liveness_probe(migrated_database: str, tmp_path: Path) -> None:
     with started(migrated_database, tmp_path) as server:
-        response = httpx.get(f"{server.base_url}{LIVE}", timeout=5)
+        response = httpx.get(f"{server.server.base_url}{LIVE}", timeout=5)
     assert response.status_code == 200, response.text
     assert response.json() == {"status": "ok"}
     # The access log is off: the app's own request line (with its request id) is the only one.
-    assert '"GET /api/v1/health/live' not in server.log()
+    assert '"GET /api/v1/health/live' not in server.server.log()
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -95,8 +66,8 @@ def test_serve_exits_0_after_a_graceful_stop_on_sigterm(
         try:
             status = server.process.wait(timeout=GRACEFUL_SHUTDOWN_SECONDS + 30)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"serve did not stop on SIGTERM:\n{server.log()}")
-    log = server.log()
+            pytest.fail(f"serve did not stop on SIGTERM:\n{server.server.log()}")
+    log = server.server.log()
     assert status == 0, log
     assert "Traceback" not in log
     assert "Application shutdown complete" in log

@@ -2,7 +2,10 @@
 
 Protected by default: every router included with `PROTECTED` needs a valid access token and an
 active account (`get_principal`: the token's user, checked against the database on every
-request). Only the routers in `PUBLIC_ROUTERS` can be reached without one.
+request). A router whose every route loads what it needs with that check in the same query (a
+dependency marked `checks_account`, such as `OwnedItem` or `CurrentUser`) is included with
+`include_checked_by_route` instead, which refuses to start the app if any of its routes lacks
+one. Only the routers in `PUBLIC_ROUTERS` can be reached without a token.
 
 Rate limited by default too: the default limit (per client address) is counted before the
 token is checked, so requests with bad tokens count as well. Health probes are not limited.
@@ -15,8 +18,10 @@ many resources are added (`make bench` measures it).
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 
-from app.auth.dependencies import get_principal
+from app.auth.dependencies import ACCOUNT_CHECKS, get_principal
 from app.auth.router import protected_router as auth_protected_router
 from app.auth.router import router as auth_router
 from app.core.errors import problem_responses
@@ -24,6 +29,7 @@ from app.core.http_cache import private_cache
 from app.core.ratelimit import limit_default
 from app.health.router import router as health_router
 {%- if cookiecutter.include_example_resource %}
+from app.items.router import item_router
 from app.items.router import router as items_router
 {%- endif %}
 from app.users.router import admin_router as users_admin_router
@@ -39,8 +45,39 @@ PROTECTED: dict[str, Any] = {
     "dependencies": [Depends(limit_default), Depends(get_principal), Depends(private_cache)],
     "responses": problem_responses(401, 429, 503),
 }
-# The routers anyone may call; every other one is included with PROTECTED.
+# PROTECTED but for the separate account check, which each route's own query makes.
+CHECKED_BY_ROUTE: dict[str, Any] = {
+    "dependencies": [Depends(limit_default), Depends(private_cache)],
+    "responses": problem_responses(401, 429, 503),
+}
+# The routers anyone may call; every other one is protected.
 PUBLIC_ROUTERS: tuple[APIRouter, ...] = (auth_router, health_router)
+
+
+def checks_the_account(dependant: Dependant) -> bool:
+    """Whether the dependency tree holds an account check (`checks_account`)."""
+    if dependant.call in ACCOUNT_CHECKS:
+        return True
+    return any(checks_the_account(sub) for sub in dependant.dependencies)
+
+
+def include_checked_by_route(app: FastAPI, router: APIRouter, *, prefix: str, tag: str) -> None:
+    """Include a router whose routes each check the account in their own query.
+
+    Refuses (RuntimeError, when the app is built) a router with a route that does not: a route
+    added there without such a dependency would otherwise answer with a valid token alone.
+    """
+    unchecked = [
+        f"{sorted(route.methods or ())} {prefix}{route.path}"
+        for route in router.routes
+        if isinstance(route, APIRoute) and not checks_the_account(route.dependant)
+    ]
+    if unchecked:
+        raise RuntimeError(
+            "these routes are included without the router's account check and make none "
+            f"of their own (depend on a `checks_account` dependency): {', '.join(unchecked)}"
+        )
+    app.include_router(router, prefix=prefix, tags=[tag], **CHECKED_BY_ROUTE)
 
 
 def include_api(app: FastAPI) -> None:
@@ -50,10 +87,11 @@ def include_api(app: FastAPI) -> None:
     app.include_router(
         auth_protected_router, prefix=f"{API_PREFIX}/auth", tags=["auth"], **PROTECTED
     )
-    app.include_router(users_router, prefix=f"{API_PREFIX}/users", tags=["users"], **PROTECTED)
+    include_checked_by_route(app, users_router, prefix=f"{API_PREFIX}/users", tag="users")
     app.include_router(
         users_admin_router, prefix=f"{API_PREFIX}/users", tags=["users"], **PROTECTED
     )
 {%- if cookiecutter.include_example_resource %}
     app.include_router(items_router, prefix=f"{API_PREFIX}/items", tags=["items"], **PROTECTED)
+    include_checked_by_route(app, item_router, prefix=f"{API_PREFIX}/items", tag="items")
 {%- endif %}

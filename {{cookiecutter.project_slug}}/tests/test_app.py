@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import fastapi.routing
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from httpx import ASGITransport, AsyncClient
@@ -18,8 +18,14 @@ from pydantic.fields import FieldInfo
 from sqlalchemy import text
 from starlette.routing import BaseRoute
 
-from app.api import PUBLIC_ROUTERS
-from app.auth.dependencies import get_admin, get_principal
+from app.api import PUBLIC_ROUTERS, include_checked_by_route
+from app.auth.dependencies import (
+    ACCOUNT_CHECKS,
+    CurrentUser,
+    TokenClaims,
+    get_admin,
+    get_principal,
+)
 from app.core.config import Settings
 from app.core.errors import PROBLEM_JSON
 from app.core.http_cache import IfMatch, IfNoneMatch, private_cache
@@ -117,12 +123,32 @@ async def test_only_public_routes_answer_without_a_token(client: AsyncClient) ->
 
 
 def test_every_protected_route_checks_the_account_in_the_database() -> None:
-    """A valid token alone is not enough anywhere: each protected route depends on the account
-    check, so a deactivated user or an outdated token is refused on the very next request."""
+    """A valid token alone is not enough anywhere: each protected route depends on an account
+    check (`get_principal`, or a query of its own marked `checks_account`), so a deactivated
+    user or an outdated token is refused on the very next request."""
     protected = [r for r in _api_routes(create_app()) if r.path not in PUBLIC_PATHS]
     assert protected
     for route in protected:
-        assert get_principal in _calls(route.dependant), route.path
+        assert ACCOUNT_CHECKS & set(_calls(route.dependant)), route.path
+    # The read of one's own account checks it in its own query, with no separate check.
+    me = next(r for r in protected if r.path == "/api/v1/users/me" and "GET" in r.methods)
+    assert get_principal not in _calls(me.dependant)
+
+
+def test_a_router_included_without_the_account_check_needs_one_on_every_route() -> None:
+    """`include_checked_by_route` refuses, when the app is built, a route that checks nothing."""
+    router = APIRouter()
+
+    @router.get("/mine")
+    async def checked(user: CurrentUser) -> None:
+        return None
+
+    @router.get("/open")
+    async def forgotten(claims: TokenClaims) -> None:
+        return None
+
+    with pytest.raises(RuntimeError, match=r"\['GET'\] /api/v1/things/open"):
+        include_checked_by_route(FastAPI(), router, prefix="/api/v1/things", tag="things")
 
 
 async def test_every_admin_route_refuses_a_user(

@@ -2,7 +2,8 @@
 and the app's token and password objects (built by create_app from its settings, kept on
 app.state)."""
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
@@ -49,7 +50,26 @@ async def get_token_claims(
 
 TokenClaims = Annotated[AccessClaims, Depends(get_token_claims)]
 
+DependencyT = TypeVar("DependencyT", bound=Callable[..., Any])
 
+# The dependencies whose own query is the account check (see `checks_account`).
+ACCOUNT_CHECKS: set[Callable[..., Any]] = set()
+
+
+def checks_account(dependency: DependencyT) -> DependencyT:
+    """Mark a dependency whose query checks the account as `get_principal` does.
+
+    A router whose every route depends on one of these is included without the separate check
+    (`include_checked_by_route` in app/api.py, which refuses a route that has none), so those
+    requests check the account and load what they need in one round trip. Use it only for a
+    query that includes `VALID_ACCOUNT` (app/users/service.py) and raises InvalidToken when the
+    account does not match.
+    """
+    ACCOUNT_CHECKS.add(dependency)
+    return dependency
+
+
+@checks_account
 async def get_principal(session: SessionDep, claims: TokenClaims) -> Principal:
     """The token's user, if it still exists, is active and the token is not outdated.
 
@@ -67,10 +87,14 @@ async def get_principal(session: SessionDep, claims: TokenClaims) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-async def get_current_user(session: SessionDep, principal: CurrentPrincipal) -> User:
-    """The caller's whole account, for the routes that show or change it."""
-    user = await session.get(User, principal.id)
-    if user is None:  # deleted since the check
+@checks_account
+async def get_current_user(session: SessionDep, claims: TokenClaims) -> User:
+    """The caller's whole account, for the routes that show or change it, loaded by the query
+    that checks it."""
+    user = await users_service.get_account(
+        session, user_id=claims.user_id, token_version=claims.token_version
+    )
+    if user is None:
         raise InvalidToken
     return user
 

@@ -50,6 +50,9 @@ DATABASE_URL_EXAMPLE = "sqlite+aiosqlite:///./app.db"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./app.db"  # app.db in the working directory
 {%- endif %}
 
+# Rate limits counted in each process's memory (app/core/ratelimit.py builds that storage).
+MEMORY_RATE_LIMIT_STORAGE = "async+memory://"
+
 # A value nobody should deploy: allowed locally, refused in production.
 DEFAULT_SECRET_KEY = "insecure-local-development-secret-change-me"
 # RFC 7518, section 3.2: an HMAC key at least as long as the hash it keys.
@@ -200,7 +203,7 @@ class Settings(BaseSettings):
             options: dict[str, float | str | bool] = {"connect_timeout": 0.5, "stream_timeout": 0.5}
             return f"async+{self.REDIS_URL}", {"key_prefix": self.RATE_LIMIT_KEY_PREFIX, **options}
 {%- endif %}
-        return "async+memory://", {}
+        return MEMORY_RATE_LIMIT_STORAGE, {}
 
     @field_validator(
         "RATE_LIMIT_DEFAULT",

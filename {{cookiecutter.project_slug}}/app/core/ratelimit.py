@@ -14,18 +14,20 @@ import hashlib
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import Annotated
 
 from fastapi import Depends, Request
 from limits import RateLimitItem, parse_many
-from limits.aio.storage import Storage
+from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 
-from app.core.config import Settings
+from app.core.config import MEMORY_RATE_LIMIT_STORAGE, Settings
 from app.core.errors import RateLimitUnavailable, TooManyRequests, Unauthorized
 
 logger = logging.getLogger(__name__)
@@ -36,6 +38,84 @@ STORAGE_RETRY_SECONDS = 1.0
 STORAGE_CHECK_TIMEOUT = 0.5
 
 Network = IPv4Network | IPv6Network
+
+# How often the in-process storage drops the windows of keys that have gone quiet.
+SWEEP_SECONDS = 10.0
+
+
+@dataclass(slots=True)
+class _Window:
+    seconds: int
+    hits: deque[float] = field(default_factory=deque)  # hit times, oldest first
+
+
+class MovingWindowMemoryStorage(MemoryStorage):
+    """`limits`' in-process storage, with the moving window kept as a deque of hit times per key.
+
+    `limits`' own in-process moving window (5.x) inserts each hit at the front of a list and,
+    after every hit, starts a task that walks every key and hands each key's list to a thread:
+    a thread round trip per key on every request, and a copy of the list each time. That cost
+    more CPU than the rest of an authenticated read put together. Here a hit drops the expired
+    times from the left of its key's deque and appends its own on the right (no await, so no
+    lock is needed on one event loop), and every SWEEP_SECONDS the keys whose newest hit has
+    expired are dropped. The answers are the moving window's: at most `limit` hits in any
+    `expiry` seconds. Only the moving window is served from here; the strategies this service
+    does not use fall through to `limits`' own code.
+    """
+
+    # No STORAGE_SCHEME of its own, so not registered under a URI: RateLimiter builds it.
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.windows: dict[str, _Window] = {}
+        self._sweep_at = time.time() + SWEEP_SECONDS
+
+    def _hits(self, key: str, expiry: int, now: float) -> deque[float]:
+        if now >= self._sweep_at:
+            self._sweep(now)
+        window = self.windows.get(key)
+        if window is None:
+            window = self.windows[key] = _Window(expiry)
+        hits, oldest_kept = window.hits, now - expiry
+        while hits and hits[0] < oldest_kept:
+            hits.popleft()
+        return hits
+
+    def _sweep(self, now: float) -> None:
+        self._sweep_at = now + SWEEP_SECONDS
+        quiet = [
+            key
+            for key, window in self.windows.items()
+            if not window.hits or window.hits[-1] < now - window.seconds
+        ]
+        for key in quiet:
+            del self.windows[key]
+
+    async def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        if amount > limit:
+            return False
+        now = time.time()
+        hits = self._hits(key, expiry, now)
+        if len(hits) + amount > limit:
+            return False
+        hits.extend([now] * amount)
+        return True
+
+    async def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
+        """The time of the oldest hit in the window (now, if none) and the number of hits."""
+        now = time.time()
+        hits = self._hits(key, expiry, now)
+        return (hits[0], len(hits)) if hits else (now, 0)
+
+    async def clear(self, key: str) -> None:
+        self.windows.pop(key, None)
+        await super().clear(key)
+
+    async def reset(self) -> int | None:
+        cleared = len(self.windows)
+        self.windows.clear()
+        await super().reset()
+        return cleared
 
 
 def _parse_ip(value: str) -> IPv4Address | IPv6Address | None:
@@ -95,7 +175,11 @@ class RateLimiter:
 
     def __init__(self, settings: Settings) -> None:
         uri, options = settings.rate_limit_storage
-        storage = storage_from_string(uri, wrap_exceptions=True, **options)
+        storage = (
+            MovingWindowMemoryStorage()
+            if uri == MEMORY_RATE_LIMIT_STORAGE
+            else storage_from_string(uri, wrap_exceptions=True, **options)
+        )
         assert isinstance(storage, Storage), f"{uri} is not an asyncio storage"
         self.storage = storage
         self.window = MovingWindowRateLimiter(self.storage)

@@ -110,6 +110,32 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         if connection.get_execution_options().get(SQLITE_BEGIN, IMMEDIATE) != NO_TRANSACTION:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
+    _roll_back_only_open_transactions(engine)
+
+
+def _roll_back_only_open_transactions(engine: AsyncEngine) -> None:
+    """Skip the ROLLBACK of a connection that has no transaction open.
+
+    SQLAlchemy rolls a connection back when its session closes and again when the pool takes it
+    back. On a read (no BEGIN) there is nothing to roll back, yet each ROLLBACK is a round trip
+    to aiosqlite's thread: two of the ten a cached item read made. SQLite itself knows whether
+    a transaction is open (`in_transaction`), so the rollback runs exactly when there is one.
+    (SQLAlchemy's own `skip_autocommit_rollback` cannot tell: the driver's autocommit mode is
+    on for every connection here, since BEGIN is ours.)
+    """
+    dialect = engine.dialect
+    roll_back = dialect.do_rollback
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        try:
+            idle = not dbapi_connection.driver_connection.in_transaction
+        except Exception:  # closed or broken: the plain rollback reports it as usual
+            idle = False
+        if not idle:
+            roll_back(dbapi_connection)
+
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+
 
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     engine = create_async_engine(

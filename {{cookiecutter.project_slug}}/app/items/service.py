@@ -3,7 +3,7 @@
 import uuid
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Select, and_, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,7 +12,8 @@ from app.core.errors import is_foreign_key_violation
 from app.items.exceptions import ItemNotFound
 from app.items.models import Item
 from app.items.schemas import ItemCreate, ItemUpdate
-from app.users.models import Caller
+from app.users.models import Caller, Role, User
+from app.users.service import VALID_ACCOUNT
 
 SelectT = TypeVar("SelectT", bound=Select[Any])
 
@@ -47,6 +48,40 @@ async def get_item(session: AsyncSession, *, viewer: Caller, item_id: uuid.UUID)
         item = await session.scalar(_ANY_ITEM, {"item_id": item_id})
     else:
         item = await session.scalar(_OWN_ITEM, {"item_id": item_id, "viewer_id": viewer.id})
+    if item is None:
+        raise ItemNotFound
+    return item
+
+
+# The caller's account check and the item in one query: the caller's row if the account is
+# valid (no row: InvalidToken), joined to the item if the caller may see it (none: not found).
+_ITEM_FOR_ACCOUNT = (
+    select(Item, User.role)
+    .select_from(User)
+    .outerjoin(
+        Item,
+        and_(
+            Item.id == bindparam("item_id"),
+            or_(Item.owner_id == User.id, User.role == Role.ADMIN),
+        ),
+    )
+    .where(*VALID_ACCOUNT)
+)
+
+
+async def get_item_for_account(
+    session: AsyncSession, *, user_id: uuid.UUID, token_version: int, item_id: uuid.UUID
+) -> Item:
+    """`get_item` for the token's user, with that user's account check in the same round trip.
+
+    Raises InvalidToken when the account is gone, inactive or has moved past the token's version
+    (as `get_principal` would), ItemNotFound when the caller may not see the item.
+    """
+    values = {"user_id": user_id, "token_version": token_version, "item_id": item_id}
+    row = (await session.execute(_ITEM_FOR_ACCOUNT, values)).one_or_none()
+    if row is None:
+        raise InvalidToken
+    item: Item | None = row[0]
     if item is None:
         raise ItemNotFound
     return item

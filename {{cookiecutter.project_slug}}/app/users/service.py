@@ -23,13 +23,20 @@ from app.users.exceptions import (
 from app.users.models import Principal, Role, User
 from app.users.schemas import UserCreate, UserUpdateAdmin, UserUpdateMe
 
-# Built once, with its values as parameters: a statement object keeps its cache key, so a
-# request spends nothing on building the query or finding its compiled form.
-_PRINCIPAL_ROLE = select(User.role).where(
+# The account check every protected request makes: the token's user exists, is active and
+# still has the token's version (bound parameters `user_id` and `token_version`). A resource
+# query may include these conditions to check the account in its own round trip
+# (app/items/service.py, `get_item_for_account`).
+VALID_ACCOUNT = (
     User.id == bindparam("user_id"),
     User.is_active.is_(True),
     User.token_version == bindparam("token_version"),
 )
+
+# Built once, with their values as parameters: a statement object keeps its cache key, so a
+# request spends nothing on building the query or finding its compiled form.
+_PRINCIPAL_ROLE = select(User.role).where(*VALID_ACCOUNT)
+_ACCOUNT = select(User).where(*VALID_ACCOUNT)
 
 
 async def get_principal(
@@ -44,6 +51,15 @@ async def get_principal(
     values = {"user_id": user_id, "token_version": token_version}
     role = (await connection.execute(_PRINCIPAL_ROLE, values)).scalar_one_or_none()
     return None if role is None else Principal(id=user_id, role=role)
+
+
+async def get_account(
+    session: AsyncSession, *, user_id: uuid.UUID, token_version: int
+) -> User | None:
+    """The caller's whole account, checked as `get_principal` checks it, in the same query."""
+    values = {"user_id": user_id, "token_version": token_version}
+    user: User | None = await session.scalar(_ACCOUNT, values)
+    return user
 
 
 async def get_user(session: AsyncSession, *, user_id: uuid.UUID) -> User:

@@ -36,7 +36,12 @@ async def test_missing_or_unsafe_request_id_is_replaced(
     generated = response.headers["x-request-id"]
     assert generated.encode() != supplied
     assert len(generated) == 32
-    assert generated.isalnum()
+    assert int(generated, 16) >= 0  # hex digits, like a UUID's
+
+
+async def test_generated_request_ids_differ(client: AsyncClient) -> None:
+    ids = {(await client.get("/api/v1/health/live")).headers["x-request-id"] for _ in range(200)}
+    assert len(ids) == 200
 
 
 async def test_every_log_line_is_json_and_carries_no_secret(

@@ -6,8 +6,8 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.core.errors import PROBLEM_JSON
-from app.users.models import User
-from tests.factories import create_item, create_user
+from app.users.models import Role, User
+from tests.factories import auth_headers, create_item, create_user
 
 ITEMS = "/api/v1/items"
 
@@ -197,6 +197,44 @@ async def test_admin_may_manage_any_item(
     )
     assert response.status_code == 200
     assert response.json()["owner_id"] == str(user.id)
+
+
+@pytest.mark.parametrize("change", ["deactivated", "token_outdated", "deleted"])
+@pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
+async def test_one_items_routes_refuse_an_account_that_no_longer_matches_the_token(
+    client: AsyncClient, session: AsyncSession, change: str, method: str
+) -> None:
+    """The read of one item is also the account check: 401, not the item and not a 404."""
+    owner = await create_user(session)
+    item = await create_item(session, owner=owner, title="kept")
+    headers = auth_headers(owner)
+    assert (await client.get(f"{ITEMS}/{item.id}", headers=headers)).status_code == 200
+    if change == "deactivated":
+        owner.is_active = False
+    elif change == "token_outdated":
+        owner.token_version += 1
+    else:
+        await session.delete(owner)  # its items go with it
+    await session.flush()
+    body = {"title": "changed"} if method == "PATCH" else None
+    response = await client.request(method, f"{ITEMS}/{item.id}", headers=headers, json=body)
+    assert response.status_code == 401
+    assert response.json()["code"] == "invalid_token"
+    if change != "deleted":
+        await session.refresh(item)
+        assert item.title == "kept"
+
+
+async def test_an_admin_demoted_since_the_token_sees_only_their_own_items(
+    client: AsyncClient, session: AsyncSession, user: User, admin: User
+) -> None:
+    theirs = await create_item(session, owner=user)
+    headers = auth_headers(admin)
+    assert (await client.get(f"{ITEMS}/{theirs.id}", headers=headers)).status_code == 200
+    admin.role = Role.USER
+    await session.flush()
+    response = await client.get(f"{ITEMS}/{theirs.id}", headers=headers)
+    assert response.status_code == 404
 
 
 async def test_item_routes_need_a_token(client: AsyncClient) -> None:

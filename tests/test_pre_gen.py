@@ -65,6 +65,17 @@ def test_rejected_answer(tmp_path: Path, answers: dict[str, str], key: str, ment
     assert_nothing_left(result)
 
 
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [("Acme (EU) Billing", "acme_eu_billing"), ("Café Zürich-API", "cafe_zurich_api")],
+)
+def test_the_default_slug_is_the_name_slugified(tmp_path: Path, name: str, slug: str) -> None:
+    result = bake(tmp_path, {"project_name": name, "run_tests": "no"}, slug=slug)
+    assert result.returncode == 0, result.describe()
+    assert name in (result.project_dir / "README.md").read_text(encoding="utf-8")
+    assert (result.project_dir / "app" / "main.py").is_file()
+
+
 def test_unknown_python_version_is_refused_before_generation(tmp_path: Path) -> None:
     # cookiecutter itself refuses a value outside a choice list, before any hook runs.
     result = bake(tmp_path, {"python_version": "3.10", "run_tests": "no"})

@@ -266,29 +266,43 @@ def run_step(command: Sequence[str], cwd: Path, extra_env: Mapping[str, str] | N
         raise InstallError(msg, result.stdout)
 
 
+def install_steps(installer: str, python: str, *, create_venv: bool) -> list[list[str]]:
+    """The commands, run from the project directory, that create and fill .venv.
+
+    The hook runs them (`create_venv_and_install`, with uv's own path for "uv") and prints
+    them for a person to run (`setup_commands`): one list, so the two never differ. For uv,
+    uv.lock pins every package, so each later `make install` (and CI) gets the same set; an
+    existing lock is kept unless pyproject.toml asks for something it lacks, and `--locked`
+    refuses anything the lock does not say. Bytecode is compiled now, as pip does: where
+    PYTHONDONTWRITEBYTECODE is set, every process of every test run would compile its imports.
+    """
+    venv_python = str(venv_python_path(Path(VENV_NAME)))
+    steps: list[list[str]] = []
+    if installer == "uv":
+        if create_venv:
+            steps.append(["uv", "venv", "--python", python, VENV_NAME])
+        steps.append(["uv", "lock", "--python", python])
+        steps.append(
+            ["uv", "sync", "--locked", "--python", python, "--compile-bytecode", "--group", "dev"]
+        )
+    else:
+        if create_venv:
+            steps.append([python, "-m", "venv", VENV_NAME])
+        steps.append([venv_python, "-m", "pip", "install", "-U", PIP_REQUIREMENT])
+        steps.append([venv_python, "-m", "pip", "install", "-e", ".", "--group", "dev"])
+    return steps
+
+
 def setup_commands(
     installer: str, version: str, python: str | None = None, venv_exists: bool = False
 ) -> list[str]:
-    """Shell commands, run from the project directory, that create and fill .venv.
-
-    ``python`` is the interpreter found for ``version``, if any; without one,
-    uv is left to find (or fetch) the version and pip users need python3.X.
-    """
-    venv_python = str(venv_python_path(Path(VENV_NAME)))
-    commands: list[str] = []
-    if installer == "uv":
-        if not venv_exists:
-            target = quoted(python) if python else version
-            commands.append(f"uv venv --python {target} {VENV_NAME}")
-        commands.append("uv lock")
-        commands.append("uv sync --locked --compile-bytecode --group dev")
-    else:
-        if not venv_exists:
-            target = quoted(python) if python else f"python{version}"
-            commands.append(f"{target} -m venv {VENV_NAME}")
-        commands.append(f'{venv_python} -m pip install -U "{PIP_REQUIREMENT}"')
-        commands.append(f"{venv_python} -m pip install -e . --group dev")
-    return commands
+    """`install_steps` as shell lines for a person. ``python`` is the interpreter found for
+    ``version``, if any; without one, uv is left to find the version and pip users need
+    python3.X."""
+    target = python or (version if installer == "uv" else f"python{version}")
+    return [
+        shlex.join(step) for step in install_steps(installer, target, create_venv=not venv_exists)
+    ]
 
 
 def format_commands(project_dir: Path, commands: Sequence[str]) -> str:
@@ -304,57 +318,22 @@ def create_venv_and_install(project_dir: Path, python: str, version: str, uv: st
     """
     installer = "pip" if uv is None else "uv"
     venv_dir = project_dir / VENV_NAME
-    venv_python = str(venv_python_path(Path(VENV_NAME)))
-    if interpreter_version(project_dir / venv_python) == version:
+    reuse = interpreter_version(project_dir / venv_python_path(Path(VENV_NAME))) == version
+    if reuse:
         say(f"Reusing the existing virtual environment {venv_dir}")
-    else:
-        if venv_dir.exists():
-            if not (venv_dir / "pyvenv.cfg").is_file():
-                msg = f"{venv_dir} exists but is not a virtual environment; move it away"
-                raise InstallError(msg)
-            say(f"Replacing {venv_dir}: it does not run Python {version}")
-            shutil.rmtree(venv_dir)
-        say(f"Creating the virtual environment {venv_dir} with {installer}")
-        if uv is not None:
-            run_step(
-                [uv, "venv", "--python", python, VENV_NAME],
-                project_dir,
-                {"UV_PYTHON_DOWNLOADS": "never"},
-            )
+    elif venv_dir.exists():
+        if not (venv_dir / "pyvenv.cfg").is_file():
+            msg = f"{venv_dir} exists but is not a virtual environment; move it away"
+            raise InstallError(msg)
+        say(f"Replacing {venv_dir}: it does not run Python {version}")
+        shutil.rmtree(venv_dir)
+    uv_env = {"UV_PYTHON_DOWNLOADS": "never", "UV_PROJECT_ENVIRONMENT": VENV_NAME}
+    for step in install_steps(installer, python, create_venv=not reuse):
+        say(f"Running: {shlex.join(step)}")
+        if uv is not None and step[0] == "uv":
+            run_step([uv, *step[1:]], project_dir, uv_env)
         else:
-            run_step([python, "-m", "venv", VENV_NAME], project_dir)
-    say(f"Installing the project and its dev dependencies with {installer}")
-    if uv is not None:
-        # uv.lock pins every package, so each later `make install` (and CI) gets the same set;
-        # an existing lock is kept as it is unless pyproject.toml asks for something it lacks.
-        # `--locked` then refuses to install anything the lock does not say. Bytecode compiled
-        # now, as pip does: else, where PYTHONDONTWRITEBYTECODE is set, every process of every
-        # test run (each served app's worker too) compiles its imports again.
-        uv_env = {"UV_PYTHON_DOWNLOADS": "never", "UV_PROJECT_ENVIRONMENT": VENV_NAME}
-        run_step([uv, "lock", "--python", python], project_dir, uv_env)
-        run_step(
-            [
-                uv,
-                "sync",
-                "--locked",
-                "--python",
-                python,
-                "--compile-bytecode",
-                "--group",
-                "dev",
-            ],
-            project_dir,
-            uv_env,
-        )
-    else:
-        run_step(
-            [venv_python, "-m", "pip", "install", "-q", "-U", PIP_REQUIREMENT],
-            project_dir,
-        )
-        run_step(
-            [venv_python, "-m", "pip", "install", "-q", "-e", ".", "--group", "dev"],
-            project_dir,
-        )
+            run_step(step, project_dir)
     # The generated Makefile reinstalls only when pyproject.toml or uv.lock is newer than this.
     (venv_dir / INSTALLED_STAMP).touch()
 

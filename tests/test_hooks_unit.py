@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shlex
 import stat
 import sys
 from pathlib import Path
@@ -348,15 +349,40 @@ def test_forcing_a_missing_uv_is_an_install_error(monkeypatch: pytest.MonkeyPatc
 def test_setup_commands() -> None:
     assert post.setup_commands("uv", "3.12") == [
         "uv venv --python 3.12 .venv",
-        "uv lock",
-        "uv sync --locked --compile-bytecode --group dev",
+        "uv lock --python 3.12",
+        "uv sync --locked --python 3.12 --compile-bytecode --group dev",
     ]
     assert post.setup_commands("pip", "3.12", "/opt/py 3/bin/python3.12") == [
         "'/opt/py 3/bin/python3.12' -m venv .venv",
-        '.venv/bin/python -m pip install -U "pip>=25.1"',
+        ".venv/bin/python -m pip install -U 'pip>=25.1'",
         ".venv/bin/python -m pip install -e . --group dev",
     ]
     assert post.setup_commands("uv", "3.12", "/usr/bin/python3.12", venv_exists=True) == [
-        "uv lock",
-        "uv sync --locked --compile-bytecode --group dev",
+        "uv lock --python /usr/bin/python3.12",
+        "uv sync --locked --python /usr/bin/python3.12 --compile-bytecode --group dev",
     ]
+
+
+def test_the_hook_runs_the_commands_it_prints(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """One list of install steps: what a person is told to run is what the hook runs."""
+    ran: list[list[str]] = []
+
+    def record(command: list[str], cwd: Path, *_env: object) -> None:
+        ran.append(list(command))
+        (cwd / post.VENV_NAME).mkdir(exist_ok=True)  # what the first step would have made
+
+    monkeypatch.setattr(post, "run_step", record)
+    monkeypatch.setattr(post, "interpreter_version", lambda _python: None)
+    (tmp_path / "uv").mkdir()
+    post.create_venv_and_install(tmp_path / "uv", "/usr/bin/python3.12", "3.12", "/opt/uv/bin/uv")
+    printed = post.setup_commands("uv", "3.12", "/usr/bin/python3.12")
+    assert [shlex.join(["uv", *command[1:]]) for command in ran] == printed
+    assert {command[0] for command in ran} == {"/opt/uv/bin/uv"}
+    ran.clear()
+    (tmp_path / "pip").mkdir()
+    post.create_venv_and_install(tmp_path / "pip", "/usr/bin/python3.12", "3.12", None)
+    assert [shlex.join(command) for command in ran] == post.setup_commands(
+        "pip", "3.12", "/usr/bin/python3.12"
+    )

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import re
 import secrets
 import sys
 import threading
@@ -41,6 +42,11 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 
 from app.core.config import Settings
+
+# A compact JWS is three base64url segments joined by dots, and nothing else. PyJWT before 2.14
+# decoded base64 leniently and skipped characters outside the alphabet, so a valid token with
+# bytes appended verified; this check refuses such a token whatever PyJWT's version.
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 ACCESS_TOKEN_TYPE = "access"
 REQUIRED_CLAIMS = ("exp", "iat", "nbf", "iss", "aud", "sub", "jti", "type", "ver")
@@ -227,6 +233,8 @@ class Tokens:
         return claims
 
     def _verify(self, token: str) -> tuple[AccessClaims, int]:
+        if not _COMPACT_JWS.fullmatch(token):
+            raise InvalidTokenError("not a compact JWS")
         try:
             claims = jwt.decode(
                 token,

@@ -328,8 +328,10 @@ def create_venv_and_install(project_dir: Path, python: str, version: str, uv: st
         say(f"Replacing {venv_dir}: it does not run Python {version}")
         shutil.rmtree(venv_dir)
     uv_env = {"UV_PYTHON_DOWNLOADS": "never", "UV_PROJECT_ENVIRONMENT": VENV_NAME}
+    if not reuse:
+        say(f"Creating the virtual environment {venv_dir} with {installer}")
+    say(f"Installing the project and its dev dependencies with {installer}")
     for step in install_steps(installer, python, create_venv=not reuse):
-        say(f"Running: {shlex.join(step)}")
         if uv is not None and step[0] == "uv":
             run_step([uv, *step[1:]], project_dir, uv_env)
         else:

@@ -3,7 +3,7 @@
 Protected by default: every router included with `PROTECTED` needs a valid access token and an
 active account (`get_principal`: the token's user, checked against the database on every
 request). A router whose every route loads what it needs with that check in the same query (a
-dependency marked `checks_account`, such as `OwnedItem` or `CurrentUser`) is included with
+dependency marked `checks_account`, such as `CurrentUser`) is included with
 `include_checked_by_route` instead, which refuses to start the app if any of its routes lacks
 one. Only the routers in `PUBLIC_ROUTERS` can be reached without a token.
 

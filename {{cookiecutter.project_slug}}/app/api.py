@@ -41,14 +41,15 @@ PUBLIC: dict[str, Any] = {
     "dependencies": [Depends(limit_default)],
     "responses": problem_responses(429, 503),
 }
+_PROTECTED_RESPONSES = problem_responses(401, 429, 503)
 PROTECTED: dict[str, Any] = {
     "dependencies": [Depends(limit_default), Depends(get_principal), Depends(private_cache)],
-    "responses": problem_responses(401, 429, 503),
+    "responses": _PROTECTED_RESPONSES,
 }
 # PROTECTED but for the separate account check, which each route's own query makes.
 CHECKED_BY_ROUTE: dict[str, Any] = {
     "dependencies": [Depends(limit_default), Depends(private_cache)],
-    "responses": problem_responses(401, 429, 503),
+    "responses": _PROTECTED_RESPONSES,
 }
 # The routers anyone may call; every other one is protected.
 PUBLIC_ROUTERS: tuple[APIRouter, ...] = (auth_router, health_router)

@@ -18,9 +18,8 @@ from pydantic.fields import FieldInfo
 from sqlalchemy import text
 from starlette.routing import BaseRoute
 
-from app.api import PUBLIC_ROUTERS, include_checked_by_route
+from app.api import PUBLIC_ROUTERS, checks_the_account, include_checked_by_route
 from app.auth.dependencies import (
-    ACCOUNT_CHECKS,
     CurrentUser,
     TokenClaims,
     get_admin,
@@ -129,7 +128,7 @@ def test_every_protected_route_checks_the_account_in_the_database() -> None:
     protected = [r for r in _api_routes(create_app()) if r.path not in PUBLIC_PATHS]
     assert protected
     for route in protected:
-        assert ACCOUNT_CHECKS & set(_calls(route.dependant)), route.path
+        assert checks_the_account(route.dependant), route.path
     # The read of one's own account checks it in its own query, with no separate check.
     me = next(r for r in protected if r.path == "/api/v1/users/me" and "GET" in r.methods)
     assert get_principal not in _calls(me.dependant)

@@ -20,6 +20,7 @@ from sqlalchemy import NullPool, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 {% else -%}
 from sqlalchemy import select, update
+from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_connection
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 {% endif %}
@@ -219,6 +220,41 @@ async def test_a_read_only_session_refuses_to_write(database_url: str) -> None:
             assert await check.scalar(written) is None
     finally:
         await engine.dispose()
+
+
+{%- if cookiecutter.database == "sqlite" %}
+
+
+async def test_only_a_connection_with_a_transaction_is_rolled_back(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read's connection goes back to the pool without a ROLLBACK (each one a round trip to
+    aiosqlite's thread); a write that is abandoned is still rolled back."""
+    rollbacks = 0
+    roll_back = AsyncAdapt_aiosqlite_connection.rollback
+
+    def counted(self: AsyncAdapt_aiosqlite_connection) -> None:
+        nonlocal rollbacks
+        rollbacks += 1
+        roll_back(self)
+
+    monkeypatch.setattr(AsyncAdapt_aiosqlite_connection, "rollback", counted)
+    engine = create_engine(Settings(DATABASE_URL=database_url))
+    try:
+        async with create_sessionmaker(engine, read_only=True)() as reads:
+            await reads.execute(select(User.id).limit(1))
+        assert rollbacks == 0
+        async with create_sessionmaker(engine)() as writes:
+            writes.add(User(email="rolled-back@example.com", password_hash="x"))
+            await writes.flush()
+            await writes.rollback()
+        assert rollbacks >= 1
+        async with create_sessionmaker(engine)() as check:
+            written = select(User).where(User.email == "rolled-back@example.com")
+            assert await check.scalar(written) is None
+    finally:
+        await engine.dispose()
+{%- endif %}
 
 
 # --- Served, at the production hashing cost ---------------------------------------------------

@@ -143,3 +143,14 @@ def test_a_token_that_failed_is_not_remembered_as_valid() -> None:
         with pytest.raises(InvalidTokenError):
             tokens.decode_access_token(forged)
     assert tokens.decode_access_token(token).token_version == 0
+
+
+@pytest.mark.parametrize("suffix", ["\xff", "\u00e9", " ", "=", "%41", ".", "\x00"])
+def test_a_valid_token_with_anything_appended_is_refused_before_pyjwt(suffix: str) -> None:
+    """Only three base64url segments joined by dots get to PyJWT: its older releases skipped
+    characters outside the alphabet, so the valid token in front would have verified."""
+    tokens = Tokens(Settings())
+    token, _ = tokens.create_access_token(uuid.uuid4(), version=0)
+    with pytest.raises(InvalidTokenError, match="not a compact JWS"):
+        tokens.decode_access_token(token + suffix)
+    assert tokens.decode_access_token(token).token_version == 0

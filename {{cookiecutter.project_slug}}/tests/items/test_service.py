@@ -1,3 +1,4 @@
+import uuid
 from datetime import datetime
 
 import pytest
@@ -6,9 +7,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.items import service
 from app.items.exceptions import ItemNotFound
+from app.items.models import Item
 from app.items.schemas import ItemCreate, ItemUpdate
 from app.users.models import User
 from tests.factories import create_item, create_user
+
+
+async def _get(session: AsyncSession, viewer: User, item_id: uuid.UUID) -> Item:
+    return await service.get_item_for_account(
+        session, user_id=viewer.id, token_version=viewer.token_version, item_id=item_id
+    )
 
 
 async def test_create_item_sets_the_owner(session: AsyncSession, user: User) -> None:
@@ -21,12 +29,12 @@ async def test_get_item_hides_other_owners(session: AsyncSession, user: User) ->
     stranger = await create_user(session)
     item = await create_item(session, owner=stranger)
     with pytest.raises(ItemNotFound):
-        await service.get_item(session, viewer=user, item_id=item.id)
+        await _get(session, user, item.id)
 
 
 async def test_admin_sees_every_item(session: AsyncSession, user: User, admin: User) -> None:
     item = await create_item(session, owner=user)
-    found = await service.get_item(session, viewer=admin, item_id=item.id)
+    found = await _get(session, admin, item.id)
     assert found.id == item.id
     items, total = await service.list_items(session, viewer=admin, limit=10, offset=0)
     assert total == 1
@@ -48,7 +56,7 @@ async def test_deleting_the_owner_deletes_their_items(session: AsyncSession, use
     admin = await create_user(session)
     admin.role = admin.role.ADMIN
     with pytest.raises(ItemNotFound):
-        await service.get_item(session, viewer=admin, item_id=item.id)
+        await _get(session, admin, item.id)
 
 
 async def test_naive_datetimes_are_refused(session: AsyncSession, user: User) -> None:

@@ -8,6 +8,7 @@ directories), which keeps parallel workers apart and the home directory clean.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -57,12 +59,23 @@ HOSTILE_NAME = (
     "and on, well past the hundred characters that one line of the generated code may hold"
 )
 
-# The folders the post-gen hook deletes when include_example_resource is off.
-EXAMPLE_RESOURCE_DIRS = ("app/items", "tests/items")
-# The files it deletes when use_redis is off.
-REDIS_FILES = ("tests/core/test_rate_limit_redis.py",)
-# The files it deletes unless the database is PostgreSQL.
-POSTGRESQL_ONLY_FILES = ("tests/test_outage.py",)
+
+def load_hook(name: str) -> ModuleType:
+    """Import a hook as stored (unrendered); its functions work without answers."""
+    spec = importlib.util.spec_from_file_location(f"hook_{name}", HOOKS_DIR / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# What the post-gen hook deletes per option, read from the hook itself: the folders of the
+# example resource, the files only use_redis keeps, the files only PostgreSQL keeps.
+_POST_GEN = load_hook("post_gen_project")
+EXAMPLE_RESOURCE_DIRS: tuple[str, ...] = _POST_GEN.EXAMPLE_RESOURCE_DIRS
+REDIS_FILES: tuple[str, ...] = _POST_GEN.REDIS_FILES
+POSTGRESQL_ONLY_FILES: tuple[str, ...] = _POST_GEN.POSTGRESQL_ONLY_FILES
 
 # Files that running, installing or testing a project creates (uv.lock: the hook's `uv lock`);
 # they belong to no template option, so the file-set comparison leaves them out.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shlex
@@ -14,24 +13,13 @@ from typing import Any
 
 import pytest
 from bakery import (
-    HOOKS_DIR,
     HOSTILE_NAME,
     PROJECT_TEMPLATE_DIR,
     VALID_ANSWERS,
+    load_hook,
     render_hook,
     run_rendered_hook,
 )
-
-
-def load_hook(name: str) -> ModuleType:
-    """Import a hook as stored (unrendered); its functions work without answers."""
-    spec = importlib.util.spec_from_file_location(f"hook_{name}", HOOKS_DIR / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 pre = load_hook("pre_gen_project")
 post = load_hook("post_gen_project")
@@ -239,11 +227,11 @@ def test_use_redis_must_be_yes_or_no() -> None:
 
 def test_remove_postgresql_only_is_idempotent(tmp_path: Path) -> None:
     (tmp_path / "tests").mkdir()
-    for name in ("test_outage.py", "test_concurrency.py"):
-        (tmp_path / "tests" / name).write_text("", encoding="utf-8")
+    for name in (*post.POSTGRESQL_ONLY_FILES, "tests/test_concurrency.py"):
+        (tmp_path / name).write_text("", encoding="utf-8")
     post.remove_postgresql_only(tmp_path)
     post.remove_postgresql_only(tmp_path)
-    assert not (tmp_path / "tests/test_outage.py").exists()
+    assert not [name for name in post.POSTGRESQL_ONLY_FILES if (tmp_path / name).exists()]
     assert (tmp_path / "tests/test_concurrency.py").is_file()
 
 

@@ -26,10 +26,10 @@ from app.core.errors import PROBLEM_JSON
 from app.serve import server_options
 from app.users.models import User
 from tests import PROJECT_DIR, databases
-from tests.servers import SERVE, Starting, free_port, serve, start, wait_until_live
 {%- if cookiecutter.database == "postgresql" %}
-from tests.test_outage import Outage
+from tests.outage import Outage
 {%- endif %}
+from tests.servers import SERVE, Starting, free_port, serve, start, wait_until_live
 
 logger = logging.getLogger(__name__)
 

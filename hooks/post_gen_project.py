@@ -39,7 +39,7 @@ ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
 # Folders that belong to the optional example resource.
 EXAMPLE_RESOURCE_DIRS = ("app/items", "tests/items")
 # Files that only a PostgreSQL project has (SQLite is embedded: there is no server to lose).
-POSTGRESQL_ONLY_FILES = ("tests/test_outage.py", "tests/outage.py")
+POSTGRESQL_ONLY_FILES = ("tests/test_outage.py", "tests/outage.py", "tests/test_pool.py")
 # Files that exist only for Redis-backed rate limits (use_redis).
 REDIS_FILES = ("tests/core/test_rate_limit_redis.py",)
 SKIP_INSTALL_VARIABLE = "FASTAPI_TEMPLATE_SKIP_INSTALL"

@@ -91,8 +91,11 @@ class Settings(BaseSettings):
 {%- if cookiecutter.database == "postgresql" %}
     # Per worker process: connections kept open, and extra ones allowed in a burst. Keep
     # workers x (DATABASE_POOL_SIZE + DATABASE_MAX_OVERFLOW) below the server's max_connections.
+    # No overflow by default: the pool closes an extra connection as soon as it is returned while
+    # DATABASE_POOL_SIZE others are idle, so a load that stays above the pool size opens and
+    # closes a server connection every few requests (README, "Sizing the pool").
     DATABASE_POOL_SIZE: int = Field(default=20, ge=1, le=500)
-    DATABASE_MAX_OVERFLOW: int = Field(default=10, ge=0, le=500)
+    DATABASE_MAX_OVERFLOW: int = Field(default=0, ge=0, le=500)
     # Seconds a request waits for a free connection before it gets a 503.
     DATABASE_POOL_TIMEOUT: float = Field(default=10, gt=0, le=300)
     # Test each pooled connection before use (one round trip per request), so one dropped by a

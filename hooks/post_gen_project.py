@@ -38,8 +38,14 @@ ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
 
 # Folders that belong to the optional example resource.
 EXAMPLE_RESOURCE_DIRS = ("app/items", "tests/items")
-# Files that only a PostgreSQL project has (SQLite is embedded: there is no server to lose).
-POSTGRESQL_ONLY_FILES = ("tests/test_outage.py", "tests/outage.py", "tests/test_pool.py")
+# Files and folders that only a PostgreSQL project has: SQLite is embedded (there is no server
+# to lose, no pool to size) and one file cannot back several pods.
+POSTGRESQL_ONLY_PATHS = (
+    "tests/test_outage.py",
+    "tests/outage.py",
+    "tests/test_pool.py",
+    "deploy/kubernetes",
+)
 # Files that exist only for Redis-backed rate limits (use_redis).
 REDIS_FILES = ("tests/core/test_rate_limit_redis.py",)
 SKIP_INSTALL_VARIABLE = "FASTAPI_TEMPLATE_SKIP_INSTALL"
@@ -109,13 +115,17 @@ def remove_example_resource(project_dir: Path) -> None:
 
 
 def remove_files(project_dir: Path, relatives: tuple[str, ...]) -> None:
-    """Delete files of the project; missing files are fine."""
+    """Delete files and folders of the project; missing ones are fine."""
     for relative in relatives:
-        (project_dir / relative).unlink(missing_ok=True)
+        path = project_dir / relative
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def remove_postgresql_only(project_dir: Path) -> None:
-    remove_files(project_dir, POSTGRESQL_ONLY_FILES)
+    remove_files(project_dir, POSTGRESQL_ONLY_PATHS)
 
 
 def remove_redis(project_dir: Path) -> None:

@@ -49,6 +49,7 @@ RESERVED_SLUGS = frozenset(
         "coredis",
         "coverage",
         "cryptography",
+        "deploy",
         "email_validator",
         "fastapi",
         "greenlet",

@@ -75,7 +75,7 @@ def load_hook(name: str) -> ModuleType:
 _POST_GEN = load_hook("post_gen_project")
 EXAMPLE_RESOURCE_DIRS: tuple[str, ...] = _POST_GEN.EXAMPLE_RESOURCE_DIRS
 REDIS_FILES: tuple[str, ...] = _POST_GEN.REDIS_FILES
-POSTGRESQL_ONLY_FILES: tuple[str, ...] = _POST_GEN.POSTGRESQL_ONLY_FILES
+POSTGRESQL_ONLY_PATHS: tuple[str, ...] = _POST_GEN.POSTGRESQL_ONLY_PATHS
 
 # Files that running, installing or testing a project creates (uv.lock: the hook's `uv lock`);
 # they belong to no template option, so the file-set comparison leaves them out.
@@ -272,7 +272,9 @@ def expected_files(context: Mapping[str, Any]) -> set[str]:
                 continue
             if not use_redis and relative.as_posix() in REDIS_FILES:
                 continue
-            if not postgresql and relative.as_posix() in POSTGRESQL_ONLY_FILES:
+            if not postgresql and any(
+                relative.is_relative_to(path) for path in POSTGRESQL_ONLY_PATHS
+            ):
                 continue
             expected.add(relative.as_posix())
     return expected

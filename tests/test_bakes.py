@@ -24,6 +24,7 @@ from bakery import (
     HOSTILE_NAME,
     QUESTIONS,
     TEMPLATE_DIR,
+    VALID_ANSWERS,
     Bake,
     bake,
     expected_files,
@@ -34,7 +35,13 @@ from bakery import (
     unrendered_markers,
     venv_bin,
 )
-from containers import check_compose, check_dockerfile, lint_dockerfile
+from containers import (
+    check_compose,
+    check_dockerfile,
+    check_kubernetes,
+    lint_dockerfile,
+    require_kubectl,
+)
 
 
 def mypy_command(project_dir: Path) -> list[str | Path]:
@@ -269,3 +276,7 @@ class TestPostgreSQL(BakeChecks):
             pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
         assert (project / "tests" / "test_outage.py").is_file()
         assert_nothing_skipped(baked)
+
+    def test_kubernetes_manifests_render_validate_and_fit(self, project: Path) -> None:
+        answers = {**VALID_ANSWERS, "database": "postgresql", "use_redis": False}
+        check_kubernetes(project, answers, require_kubectl())

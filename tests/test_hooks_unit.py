@@ -227,11 +227,17 @@ def test_use_redis_must_be_yes_or_no() -> None:
 
 def test_remove_postgresql_only_is_idempotent(tmp_path: Path) -> None:
     (tmp_path / "tests").mkdir()
-    for name in (*post.POSTGRESQL_ONLY_FILES, "tests/test_concurrency.py"):
-        (tmp_path / name).write_text("", encoding="utf-8")
+    for name in (*post.POSTGRESQL_ONLY_PATHS, "tests/test_concurrency.py"):
+        path = tmp_path / name
+        if path.suffix:  # a file
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("", encoding="utf-8")
+        else:  # a folder, with a file in a folder of its own
+            (path / "base").mkdir(parents=True)
+            (path / "base" / "kustomization.yaml").write_text("", encoding="utf-8")
     post.remove_postgresql_only(tmp_path)
     post.remove_postgresql_only(tmp_path)
-    assert not [name for name in post.POSTGRESQL_ONLY_FILES if (tmp_path / name).exists()]
+    assert not [name for name in post.POSTGRESQL_ONLY_PATHS if (tmp_path / name).exists()]
     assert (tmp_path / "tests/test_concurrency.py").is_file()
 
 

@@ -15,7 +15,13 @@ from typing import Any
 import pytest
 import yaml
 from bakery import LOCAL_PYTHON, VALID_ANSWERS, bake, clean_env
-from containers import check_compose, check_dockerfile, lint_dockerfile
+from containers import (
+    check_compose,
+    check_dockerfile,
+    check_kubernetes,
+    lint_dockerfile,
+    require_kubectl,
+)
 
 VARIANTS = {
     "sqlite": {},
@@ -174,3 +180,17 @@ def test_container_files_fit_the_variant(project: Path, request: pytest.FixtureR
     assert result.returncode == 0, result.stdout + result.stderr
     check_dockerfile(project, answers)
     check_compose(project, answers)
+
+
+def test_kubernetes_manifests_fit_the_variant(
+    project: Path, request: pytest.FixtureRequest
+) -> None:
+    """PostgreSQL projects get a kustomize base and production overlay that render and validate
+    offline (the PostgreSQL project without Redis is checked in its full bake); SQLite projects,
+    which one file cannot scale past one pod, get none."""
+    variant = VARIANTS[request.node.callspec.params["project"]]
+    if variant.get("database") != "postgresql":
+        assert not (project / "deploy" / "kubernetes").exists()
+        return
+    answers = {**VALID_ANSWERS, "use_redis": variant.get("use_redis") == "yes"}
+    check_kubernetes(project, answers, require_kubectl())

@@ -325,17 +325,25 @@ def venv_bin(project_dir: Path, name: str) -> Path:
 
 
 def run_in_project(
-    project_dir: Path, command: Sequence[str | Path], timeout: int = TOOL_TIMEOUT
+    project_dir: Path,
+    command: Sequence[str | Path],
+    timeout: int = TOOL_TIMEOUT,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command in the project directory with its virtual environment active."""
+    """Run a command in the project directory with its virtual environment active.
+
+    ``env`` adds variables, such as the ones the project was baked with: uv's settings
+    (UV_RESOLUTION) decide whether its lock still counts as up to date.
+    """
     venv = project_dir / ".venv"
-    env = clean_env(
+    active = clean_env(
         {
+            **(env or {}),
             "VIRTUAL_ENV": str(venv),
             "PATH": os.pathsep.join([str(venv / "bin"), os.environ.get("PATH", "")]),
         }
     )
-    return run_captured([str(part) for part in command], project_dir, env, timeout)
+    return run_captured([str(part) for part in command], project_dir, active, timeout)
 
 
 def run_captured(

@@ -42,6 +42,9 @@ from containers import (
     lint_dockerfile,
     require_kubectl,
 )
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 
 def mypy_command(project_dir: Path) -> list[str | Path]:
@@ -113,7 +116,7 @@ class BakeChecks:
         uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
         checks = ([uv, "lock", "--check"], [uv, "sync", "--locked", "--check", "--group", "dev"])
         for command in checks:
-            result = run_in_project(project, [*command, "--offline"])
+            result = run_in_project(project, [*command, "--offline"], env=self.env)
             assert result.returncode == 0, f"{command}: {result.stdout}"
         ignored = (project / ".gitignore").read_text(encoding="utf-8").splitlines()
         assert not [line for line in ignored if fnmatch("uv.lock", line.strip().lstrip("/"))]
@@ -182,9 +185,55 @@ class TestPython313(BakeChecks):
     python_version = "3.13"
 
 
+def lower_bounds(project_dir: Path) -> dict[str, Version]:
+    """The ``>=`` bound of each direct dependency: the project's and its dev group's."""
+    config = tomllib.loads((project_dir / "pyproject.toml").read_text(encoding="utf-8"))
+    declared = [*config["project"]["dependencies"], *config["dependency-groups"]["dev"]]
+    bounds: dict[str, Version] = {}
+    for line in declared:
+        requirement = Requirement(line)
+        # A marker would make a dependency optional for some Pythons or platforms, and then
+        # the lock need not hold it at its bound; none has one, so none is exempt.
+        assert requirement.marker is None, f"{line}: decide how a marker meets its bound"
+        minimums = [spec.version for spec in requirement.specifier if spec.operator == ">="]
+        assert len(minimums) == 1, f"{line}: a direct dependency declares one lower bound"
+        bounds[canonicalize_name(requirement.name)] = Version(minimums[0])
+    return bounds
+
+
+def locked_versions(project_dir: Path) -> dict[str, set[Version]]:
+    """Every version uv.lock holds of each package (a forked resolution may hold several)."""
+    lock = tomllib.loads((project_dir / "uv.lock").read_text(encoding="utf-8"))
+    versions: dict[str, set[Version]] = {}
+    for package in lock["package"]:
+        if "version" in package:
+            name = canonicalize_name(package["name"])
+            versions.setdefault(name, set()).add(Version(package["version"]))
+    return versions
+
+
 @pytest.mark.bake
 class TestWithoutExampleResource(BakeChecks):
+    """Also resolved at the lowest versions that pyproject.toml allows for its direct
+    dependencies (uv's lowest-direct), so the generated suite, ruff and mypy run at the
+    declared lower bounds and a bound that is too low fails here. This existing bake, the
+    fastest one, carries it: another bake would cost minutes of CI time."""
+
     extra_context: ClassVar[dict[str, str]] = {"include_example_resource": "no"}
+    env: ClassVar[dict[str, str]] = {"UV_RESOLUTION": "lowest-direct"}
+
+    def test_locked_at_the_declared_lower_bounds(self, project: Path) -> None:
+        lock = tomllib.loads((project / "uv.lock").read_text(encoding="utf-8"))
+        assert lock["options"]["resolution-mode"] == "lowest-direct"
+        locked = locked_versions(project)
+        bounds = lower_bounds(project)
+        assert bounds
+        off = {
+            name: f">={bound} declared, {sorted(map(str, locked.get(name, set())))} locked"
+            for name, bound in bounds.items()
+            if locked.get(name) != {bound}
+        }
+        assert off == {}, off
 
     def test_example_resource_is_gone(self, project: Path) -> None:
         assert not (project / "app" / "items").exists()

@@ -35,6 +35,7 @@ from bakery import (
     unrendered_markers,
     venv_bin,
 )
+from browser import register, require_chromium, served, summary, visit_docs
 from containers import (
     check_compose,
     check_dockerfile,
@@ -167,6 +168,25 @@ class TestDefault(BakeChecks):
     def test_example_resource_is_included(self, project: Path) -> None:
         assert (project / "app" / "items").is_dir()
         assert (project / "tests" / "items").is_dir()
+
+    def test_swagger_ui_works_offline_in_a_browser(self, project: Path, tmp_path: Path) -> None:
+        """/docs in headless Chromium: it loads everything from the service, breaks none of its
+        policy, authorizes with a real login and calls GET /users/me from the page."""
+        chromium = require_chromium()
+        email, password = "docs@example.com", "docs-password-0123456789"
+        with served(project, tmp_path / "docs.db") as base:
+            register(base, email, password)
+            visit = visit_docs(base, chromium, email, password)
+        report = summary(visit)
+        assert visit.failed_step is None, report
+        assert visit.status == 200, report
+        assert visit.sent_token, report
+        assert visit.off_machine == [], report
+        assert visit.violations == [], report
+        assert visit.page_errors == [], report
+        assert {"/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css"} <= set(
+            visit.local
+        ), report
 
 
 @pytest.mark.bake

@@ -159,7 +159,8 @@ def _refuses_connections(port: int) -> bool:
         probe.settimeout(2)
         try:
             probe.connect(("127.0.0.1", port))
-        except ConnectionRefusedError:
+        # Refused, or reset in the handshake while the listening socket closes: not accepted.
+        except (ConnectionRefusedError, ConnectionResetError):
             return True
     return False
 

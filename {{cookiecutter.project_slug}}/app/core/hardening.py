@@ -2,18 +2,22 @@
 and CORS whose refusals are problem details like every other error.
 
 Also the Swagger UI page, served with a Content-Security-Policy of its own: the API's JSON
-responses forbid everything, while the docs page needs its script and styles from a CDN and one
-inline script, which is allowed by its hash rather than by 'unsafe-inline'.
+responses forbid everything, while the docs page needs its script and styles, which this service
+serves itself (from the `fastapi-swagger` package: no CDN, so the docs work offline and no third
+party can change the script that holds a user's token), and one inline script, which is allowed
+by its hash rather than by 'unsafe-inline'.
 """
 
 import base64
 import hashlib
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from importlib.resources import as_file, files
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -25,8 +29,15 @@ from app.core.errors import problem_response, route_path
 # Nothing may be loaded, framed or run: the API only answers JSON.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 HSTS = "max-age=63072000; includeSubDomains"
-SWAGGER_CDN = "https://cdn.jsdelivr.net"
-SWAGGER_FAVICON_HOST = "https://fastapi.tiangolo.com"
+# Swagger UI's files, as the fastapi-swagger package ships them, and where /docs finds them.
+SWAGGER_ASSETS = {
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "favicon-32x32.png": "image/png",
+}
+SWAGGER_ASSETS_PATH = "/docs/assets"
+# A day: the files change only when the package is upgraded, and their ETag tells a client so.
+SWAGGER_ASSETS_CACHE_CONTROL = "public, max-age=86400"
 
 
 class BodySizeLimitMiddleware:
@@ -179,13 +190,54 @@ def _script_hashes(page: bytes) -> str:
     return " ".join(f"'sha256-{digest}'" for digest in digests)
 
 
+def _swagger_asset_route(path: Path, media_type: str) -> Callable[[Request], Awaitable[Response]]:
+    stat = path.stat()  # once: the file changes only with the package, and a restart
+
+    async def asset(request: Request) -> Response:
+        response = FileResponse(
+            path,
+            stat_result=stat,
+            media_type=media_type,
+            headers={"Cache-Control": SWAGGER_ASSETS_CACHE_CONTROL},
+        )
+        if request.headers.get("if-none-match") == response.headers["etag"]:
+            return _not_modified_asset(response)
+        return response
+
+    return asset
+
+
+def _not_modified_asset(response: Response) -> Response:
+    """304 for a client that already holds this version of the file."""
+    kept = {name: response.headers[name] for name in ("etag", "cache-control", "last-modified")}
+    return Response(status_code=304, headers=kept)
+
+
 def add_swagger_ui(app: FastAPI, openapi_url: str) -> None:
-    """Serve Swagger UI at /docs with a policy that lets exactly its own page load."""
-    html = get_swagger_ui_html(openapi_url=openapi_url, title=f"{app.title} - Swagger UI")
+    """Serve Swagger UI at /docs, its files from this service, with a policy that lets exactly
+    its own page load."""
+    resources = files("fastapi_swagger") / "resources"
+    for name, media_type in SWAGGER_ASSETS.items():
+        # The package is installed as files (never zipped), so this path outlives the `with`.
+        with as_file(resources / name) as path:
+            if not path.is_file():
+                raise RuntimeError(f"fastapi-swagger ships no {name}: reinstall the project")
+            app.add_route(
+                f"{SWAGGER_ASSETS_PATH}/{name}",
+                _swagger_asset_route(Path(path), media_type),
+                include_in_schema=False,
+            )
+    html = get_swagger_ui_html(
+        openapi_url=openapi_url,
+        title=f"{app.title} - Swagger UI",
+        swagger_js_url=f"{SWAGGER_ASSETS_PATH}/swagger-ui-bundle.js",
+        swagger_css_url=f"{SWAGGER_ASSETS_PATH}/swagger-ui.css",
+        swagger_favicon_url=f"{SWAGGER_ASSETS_PATH}/favicon-32x32.png",
+    )
     page = bytes(html.body)
     policy = (
-        f"default-src 'none'; script-src {SWAGGER_CDN} {_script_hashes(page)}; "
-        f"style-src {SWAGGER_CDN}; img-src {SWAGGER_FAVICON_HOST} data:; connect-src 'self'; "
+        f"default-src 'none'; script-src 'self' {_script_hashes(page)}; style-src 'self'; "
+        "img-src 'self' data:; connect-src 'self'; "
         "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
     )
 

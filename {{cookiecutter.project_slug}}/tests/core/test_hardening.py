@@ -11,7 +11,12 @@ from httpx import AsyncClient, Response
 from starlette.types import Message, Receive, Scope, Send
 
 from app.core.errors import PROBLEM_JSON
-from app.core.hardening import API_CSP, SWAGGER_CDN, BodySizeLimitMiddleware
+from app.core.hardening import (
+    API_CSP,
+    SWAGGER_ASSETS,
+    SWAGGER_ASSETS_PATH,
+    BodySizeLimitMiddleware,
+)
 from tests.conftest import client_at
 
 AppWith = Callable[..., FastAPI]
@@ -153,6 +158,8 @@ async def test_docs_can_be_turned_on_in_production(app_with: AppWith) -> None:
     async with client_at(app, base_url="http://api.example.com") as client:
         assert (await client.get("/docs")).status_code == 200
         assert (await client.get("/openapi.json")).status_code == 200
+        for name in SWAGGER_ASSETS:
+            assert (await client.get(f"{SWAGGER_ASSETS_PATH}/{name}")).status_code == 200
 
 
 async def test_allowed_hosts_accept_subdomain_patterns(app_with: AppWith) -> None:
@@ -175,13 +182,16 @@ async def test_swagger_ui_has_a_policy_that_lets_exactly_its_page_load(client: A
     assert policy["default-src"] == "'none'"
     assert policy["frame-ancestors"] == "'none'"
     assert "unsafe-inline" not in response.headers["content-security-policy"]
-    # Each external script and stylesheet comes from an allowed origin...
-    for src in re.findall(r'<script src="([^"]+)"', response.text):
-        assert src.startswith(SWAGGER_CDN + "/")
-        assert SWAGGER_CDN in policy["script-src"].split()
-    for href in re.findall(r'<link type="text/css" rel="stylesheet" href="([^"]+)"', response.text):
-        assert href.startswith(SWAGGER_CDN + "/")
-        assert SWAGGER_CDN in policy["style-src"].split()
+    # Every script, stylesheet and icon comes from this service (no CDN: the docs work offline),
+    # and the policy allows no other origin...
+    assert policy["script-src"].split()[0] == "'self'"
+    assert policy["style-src"] == "'self'"
+    assert policy["img-src"] == "'self' data:"
+    assert "http" not in response.headers["content-security-policy"]
+    linked = re.findall(r'<script src="([^"]+)"', response.text) + re.findall(
+        r'<link [^>]*href="([^"]+)"', response.text
+    )
+    assert sorted(linked) == sorted(f"{SWAGGER_ASSETS_PATH}/{name}" for name in SWAGGER_ASSETS)
     # ...and each inline script is allowed by its hash.
     inline = re.findall(r"<script>(.*?)</script>", response.text, flags=re.DOTALL)
     assert inline
@@ -190,6 +200,33 @@ async def test_swagger_ui_has_a_policy_that_lets_exactly_its_page_load(client: A
         assert f"'sha256-{digest}'" in policy["script-src"].split()
     assert policy["connect-src"] == "'self'"  # "Try it out" calls this API
     assert (await client.get("/openapi.json")).headers["content-security-policy"] == API_CSP
+
+
+@pytest.mark.parametrize("name", sorted(SWAGGER_ASSETS))
+async def test_swagger_ui_files_are_served_by_the_service(client: AsyncClient, name: str) -> None:
+    response = await client.get(f"{SWAGGER_ASSETS_PATH}/{name}")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == SWAGGER_ASSETS[name]
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert len(response.content) > 500
+    assert response.headers["cache-control"] == "public, max-age=86400"
+    again = await client.get(
+        f"{SWAGGER_ASSETS_PATH}/{name}", headers={"If-None-Match": response.headers["etag"]}
+    )
+    assert again.status_code == 304
+
+
+async def test_only_swagger_ui_files_are_served_from_its_folder(client: AsyncClient) -> None:
+    for path in ("__init__.py", "../main.py", "swagger-ui-bundle.js.LICENSE.txt"):
+        response = await client.get(f"{SWAGGER_ASSETS_PATH}/{path}")
+        assert response.status_code == 404
+        assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_docs_and_their_files_are_absent_when_the_docs_are_off(app_with: AppWith) -> None:
+    async with client_at(app_with(**PRODUCTION), base_url="http://api.example.com") as client:
+        for path in ("/docs", *(f"{SWAGGER_ASSETS_PATH}/{name}" for name in SWAGGER_ASSETS)):
+            assert (await client.get(path)).status_code == 404, path
 
 
 @pytest.mark.parametrize("host", ["10.42.0.17:8000", "api.example.com"])

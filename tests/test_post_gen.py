@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import stat
@@ -127,6 +128,23 @@ def test_example_resource_can_be_left_out(tmp_path: Path) -> None:
     assert importers == []
     assert_same_files(result)
     assert unrendered_markers(project) == []
+
+
+def test_default_slug_is_made_from_any_name(tmp_path: Path) -> None:
+    """With --no-input, the slug comes from the name through cookiecutter's slugify, so a name
+    with spaces, capitals and punctuation still gives a valid package and folder name."""
+    result = bake(
+        tmp_path, {"run_tests": "no", "project_name": "Acme (EU) Billing"}, slug="acme_eu_billing"
+    )
+    assert result.returncode == 0, result.describe()
+    assert result.context()["cookiecutter"]["project_slug"] == "acme_eu_billing"
+    project = json.loads((result.project_dir / "app" / "project.json").read_text(encoding="utf-8"))
+    assert project == {
+        "name": "Acme (EU) Billing",
+        "slug": "acme_eu_billing",
+        "description": "An async FastAPI service.",
+    }
+    assert_same_files(result)
 
 
 @pytest.mark.parametrize("use_redis", ["yes", "no"])

@@ -419,24 +419,25 @@ def cd_target(project_dir: Path) -> str:
     return quoted(project_dir)
 
 
+def later_commands(project_dir: Path, version: str) -> str:
+    """What a person runs to install and test the project, with uv where it is found."""
+    return format_commands(project_dir, setup_commands("uv" if find_uv() else "pip", version))
+
+
 def report_skipped(project_dir: Path, version: str, reason: str) -> None:
-    installer = "uv" if find_uv() else "pip"
-    commands = setup_commands(installer, version)
     say(f"Skipping the virtual environment, the install and the test run ({reason}).")
     say(f"The project is at {project_dir}. To install and test it later, run:")
-    say(format_commands(project_dir, commands))
+    say(later_commands(project_dir, version))
 
 
 def report_missing_python(project_dir: Path, version: str) -> None:
-    installer = "uv" if find_uv() else "pip"
-    commands = setup_commands(installer, version)
     warn(
         f"warning: Python {version} was not found (looked for the running interpreter, "
         f"python{version} on PATH, pyenv installs and `uv python find`)."
     )
     warn(f"The project is kept at {project_dir}; nothing was installed and no test was run.")
     warn(f"Install Python {version}, then run:")
-    warn(format_commands(project_dir, commands))
+    warn(later_commands(project_dir, version))
 
 
 def report_install_failure(

@@ -154,7 +154,7 @@ def test_redis_files_and_dependency_follow_use_redis(tmp_path: Path, use_redis: 
     project = result.project_dir
     redis_tests = project / "tests" / "core" / "test_rate_limit_redis.py"
     pyproject = (project / "pyproject.toml").read_text(encoding="utf-8")
-    config = (project / "app" / "core" / "config.py").read_text(encoding="utf-8")
+    config = (project / "app" / "core" / "ratelimit_settings.py").read_text(encoding="utf-8")
     assert redis_tests.is_file() is (use_redis == "yes")
     assert ('"limits[async-redis]>=' in pyproject) is (use_redis == "yes")
     assert ("REDIS_URL" in config) is (use_redis == "yes")
@@ -169,7 +169,7 @@ def test_database_files_and_driver_follow_the_option(tmp_path: Path, database: s
     assert result.returncode == 0, result.describe()
     project = result.project_dir
     pyproject = (project / "pyproject.toml").read_text(encoding="utf-8")
-    config = (project / "app" / "core" / "config.py").read_text(encoding="utf-8")
+    config = (project / "app" / "core" / "db_settings.py").read_text(encoding="utf-8")
     assert (project / "tests" / "test_outage.py").is_file() is (database == "postgresql")
     assert ('"asyncpg>=' in pyproject) is (database == "postgresql")
     assert ('"aiosqlite>=' in pyproject) is (database == "sqlite")

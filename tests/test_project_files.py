@@ -124,7 +124,7 @@ import asyncio, json, sysconfig
 import app
 from sqlalchemy import text
 from app.core.config import get_settings
-from app.db.session import create_engine
+from app.db.engine import create_engine
 
 async def connect() -> None:
     engine = create_engine(get_settings())

@@ -36,17 +36,34 @@ from typing import Any
 # ruff and mypy check this file exactly as it is stored in the template.
 ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
 
-# Folders that belong to the optional example resource.
+# What each option owns. A path in a *_VARIANTS list is stored in the template once per answer,
+# as `<name>_<answer>.py` beside it; the project keeps its answer's file as `<name>.py`.
 EXAMPLE_RESOURCE_DIRS = ("app/items", "tests/items")
-# Files and folders that only a PostgreSQL project has: SQLite is embedded (there is no server
-# to lose, no pool to size) and one file cannot back several pods.
+EXAMPLE_RESOURCE_VARIANTS = (  # answers: with_items, without_items
+    "app/api.py",
+    "app/db/models.py",
+    "migrations/versions/20261123_0900_5f3a9c2e7d41_initial_schema.py",
+    "migrations/versions/20261202_0900_3c8d5e1f9a27_items_list_index.py",
+)
+DATABASES = ("sqlite", "postgresql")
+DATABASE_VARIANTS = (
+    "app/core/db_settings.py",
+    "app/db/engine.py",
+    "migrations/env.py",
+    "tests/databases.py",
+)
+# SQLite is embedded: there is no server to lose, no pool to size, and one file cannot back
+# several pods.
 POSTGRESQL_ONLY_PATHS = (
+    "tests/test_postgresql.py",
     "tests/test_outage.py",
     "tests/outage.py",
     "tests/test_pool.py",
     "deploy/kubernetes",
 )
-# Files that exist only for Redis-backed rate limits (use_redis).
+SQLITE_ONLY_PATHS = ("tests/test_sqlite.py",)
+# use_redis: rate limits counted in Redis ("redis") or in each process's memory ("memory").
+RATE_LIMIT_STORAGE_VARIANTS = ("app/core/ratelimit_settings.py",)
 REDIS_FILES = ("tests/core/test_rate_limit_redis.py",)
 SKIP_INSTALL_VARIABLE = "FASTAPI_TEMPLATE_SKIP_INSTALL"
 INSTALLER_VARIABLE = "FASTAPI_TEMPLATE_INSTALLER"
@@ -106,14 +123,6 @@ def venv_python_path(venv_dir: Path) -> Path:
     return venv_dir / "bin" / "python"
 
 
-def remove_example_resource(project_dir: Path) -> None:
-    """Delete the example resource's folders; missing folders are fine."""
-    for relative in EXAMPLE_RESOURCE_DIRS:
-        folder = project_dir / relative
-        if folder.is_dir():
-            shutil.rmtree(folder)
-
-
 def remove_files(project_dir: Path, relatives: tuple[str, ...]) -> None:
     """Delete files and folders of the project; missing ones are fine."""
     for relative in relatives:
@@ -124,12 +133,42 @@ def remove_files(project_dir: Path, relatives: tuple[str, ...]) -> None:
             path.unlink(missing_ok=True)
 
 
-def remove_postgresql_only(project_dir: Path) -> None:
-    remove_files(project_dir, POSTGRESQL_ONLY_PATHS)
+def keep_variant(project_dir: Path, relatives: tuple[str, ...], keep: str, *drop: str) -> None:
+    """Make each `<name>_<keep>.py` the project's `<name>.py` and delete the other variants.
+
+    A second run finds nothing left to rename or delete, and changes nothing.
+    """
+    for relative in relatives:
+        target = project_dir / relative
+        kept = target.with_name(f"{target.stem}_{keep}{target.suffix}")
+        if kept.exists():
+            kept.replace(target)
+        for other in drop:
+            target.with_name(f"{target.stem}_{other}{target.suffix}").unlink(missing_ok=True)
 
 
-def remove_redis(project_dir: Path) -> None:
-    remove_files(project_dir, REDIS_FILES)
+def choose_example_resource(project_dir: Path, included: bool) -> None:
+    if included:
+        keep_variant(project_dir, EXAMPLE_RESOURCE_VARIANTS, "with_items", "without_items")
+    else:
+        remove_files(project_dir, EXAMPLE_RESOURCE_DIRS)
+        keep_variant(project_dir, EXAMPLE_RESOURCE_VARIANTS, "without_items", "with_items")
+
+
+def choose_database(project_dir: Path, database: str) -> None:
+    remove_files(
+        project_dir, SQLITE_ONLY_PATHS if database == "postgresql" else POSTGRESQL_ONLY_PATHS
+    )
+    others = [name for name in DATABASES if name != database]
+    keep_variant(project_dir, DATABASE_VARIANTS, database, *others)
+
+
+def choose_rate_limit_storage(project_dir: Path, use_redis: bool) -> None:
+    if use_redis:
+        keep_variant(project_dir, RATE_LIMIT_STORAGE_VARIANTS, "redis", "memory")
+    else:
+        remove_files(project_dir, REDIS_FILES)
+        keep_variant(project_dir, RATE_LIMIT_STORAGE_VARIANTS, "memory", "redis")
 
 
 def write_env_file(project_dir: Path) -> bool:
@@ -380,24 +419,25 @@ def cd_target(project_dir: Path) -> str:
     return quoted(project_dir)
 
 
+def later_commands(project_dir: Path, version: str) -> str:
+    """What a person runs to install and test the project, with uv where it is found."""
+    return format_commands(project_dir, setup_commands("uv" if find_uv() else "pip", version))
+
+
 def report_skipped(project_dir: Path, version: str, reason: str) -> None:
-    installer = "uv" if find_uv() else "pip"
-    commands = setup_commands(installer, version)
     say(f"Skipping the virtual environment, the install and the test run ({reason}).")
     say(f"The project is at {project_dir}. To install and test it later, run:")
-    say(format_commands(project_dir, commands))
+    say(later_commands(project_dir, version))
 
 
 def report_missing_python(project_dir: Path, version: str) -> None:
-    installer = "uv" if find_uv() else "pip"
-    commands = setup_commands(installer, version)
     warn(
         f"warning: Python {version} was not found (looked for the running interpreter, "
         f"python{version} on PATH, pyenv installs and `uv python find`)."
     )
     warn(f"The project is kept at {project_dir}; nothing was installed and no test was run.")
     warn(f"Install Python {version}, then run:")
-    warn(format_commands(project_dir, commands))
+    warn(later_commands(project_dir, version))
 
 
 def report_install_failure(
@@ -436,12 +476,9 @@ def main(raw_answers: str) -> int:
     project_dir = Path.cwd()
     version = str(answers["python_version"])
 
-    if not as_bool(answers.get("include_example_resource", True)):
-        remove_example_resource(project_dir)
-    if answers.get("database", "sqlite") != "postgresql":
-        remove_postgresql_only(project_dir)
-    if not as_bool(answers.get("use_redis", False)):
-        remove_redis(project_dir)
+    choose_example_resource(project_dir, as_bool(answers.get("include_example_resource", True)))
+    choose_database(project_dir, str(answers.get("database", "sqlite")))
+    choose_rate_limit_storage(project_dir, as_bool(answers.get("use_redis", False)))
     if write_env_file(project_dir):
         say("Wrote .env with a fresh SECRET_KEY (git-ignored; keep it private).")
 

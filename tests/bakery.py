@@ -70,12 +70,47 @@ def load_hook(name: str) -> ModuleType:
     return module
 
 
-# What the post-gen hook deletes per option, read from the hook itself: the folders of the
-# example resource, the files only use_redis keeps, the files only PostgreSQL keeps.
+# What each option owns, read from the post-gen hook itself: the paths it deletes, and the
+# files it keeps in one version per answer (`<name>_<answer>.py`, kept as `<name>.py`).
 _POST_GEN = load_hook("post_gen_project")
 EXAMPLE_RESOURCE_DIRS: tuple[str, ...] = _POST_GEN.EXAMPLE_RESOURCE_DIRS
 REDIS_FILES: tuple[str, ...] = _POST_GEN.REDIS_FILES
 POSTGRESQL_ONLY_PATHS: tuple[str, ...] = _POST_GEN.POSTGRESQL_ONLY_PATHS
+SQLITE_ONLY_PATHS: tuple[str, ...] = _POST_GEN.SQLITE_ONLY_PATHS
+DATABASES: tuple[str, ...] = _POST_GEN.DATABASES
+# Each option's variant files, and its answers' variant names.
+VARIANTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "include_example_resource": (
+        _POST_GEN.EXAMPLE_RESOURCE_VARIANTS,
+        ("with_items", "without_items"),
+    ),
+    "database": (_POST_GEN.DATABASE_VARIANTS, DATABASES),
+    "use_redis": (_POST_GEN.RATE_LIMIT_STORAGE_VARIANTS, ("redis", "memory")),
+}
+
+
+def variant_names(answers: Mapping[str, Any]) -> dict[str, str]:
+    """The variant each option's answer keeps, by option."""
+    return {
+        "include_example_resource": (
+            "with_items" if answers.get("include_example_resource", True) else "without_items"
+        ),
+        "database": str(answers.get("database", "sqlite")),
+        "use_redis": "redis" if answers.get("use_redis", False) else "memory",
+    }
+
+
+def variant_target(relative: Path, answers: Mapping[str, Any]) -> Path | None:
+    """Where a template file lands: itself, the `<name>.py` of the variant its answer keeps,
+    or nowhere (None) when it is another answer's variant."""
+    kept = variant_names(answers)
+    for option, (paths, names) in VARIANTS.items():
+        for target in map(Path, paths):
+            for name in names:
+                if relative == target.with_name(f"{target.stem}_{name}{target.suffix}"):
+                    return target if name == kept[option] else None
+    return relative
+
 
 # Files that running, installing or testing a project creates (uv.lock: the hook's `uv lock`);
 # they belong to no template option, so the file-set comparison leaves them out.
@@ -248,7 +283,8 @@ def expected_files(context: Mapping[str, Any]) -> set[str]:
 
     Each template path is rendered like cookiecutter renders it; a path with a
     component that renders to nothing is skipped (cookiecutter does the same).
-    Files under the example resource's folders drop out when it is disabled.
+    A variant file lands as the file it stands for, or not at all (`variant_target`);
+    the paths an option owns drop out when its answer does not keep them.
     """
     environment = create_env_with_context(dict(context))
     include_example = context["cookiecutter"]["include_example_resource"]
@@ -263,18 +299,18 @@ def expected_files(context: Mapping[str, Any]) -> set[str]:
             ]
             if not all(parts):
                 continue
-            relative = Path(*parts)
-            if is_ignored(relative):
+            target = variant_target(Path(*parts), context["cookiecutter"])
+            if target is None or is_ignored(target):
                 continue
+            relative = target
             if not include_example and any(
                 relative.is_relative_to(folder) for folder in EXAMPLE_RESOURCE_DIRS
             ):
                 continue
             if not use_redis and relative.as_posix() in REDIS_FILES:
                 continue
-            if not postgresql and any(
-                relative.is_relative_to(path) for path in POSTGRESQL_ONLY_PATHS
-            ):
+            only_elsewhere = SQLITE_ONLY_PATHS if postgresql else POSTGRESQL_ONLY_PATHS
+            if any(relative.is_relative_to(path) for path in only_elsewhere):
                 continue
             expected.add(relative.as_posix())
     return expected

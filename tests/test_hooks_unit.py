@@ -198,47 +198,107 @@ def test_non_boolean_answer_is_rejected() -> None:
 # --- post-gen building blocks -------------------------------------------------------
 
 
-def test_remove_example_resource_is_idempotent(tmp_path: Path) -> None:
-    for folder in ("app/items", "tests/items", "app/users"):
-        (tmp_path / folder).mkdir(parents=True)
-        (tmp_path / folder / "__init__.py").write_text("", encoding="utf-8")
-    post.remove_example_resource(tmp_path)
-    post.remove_example_resource(tmp_path)
-    assert not (tmp_path / "app/items").exists()
-    assert not (tmp_path / "tests/items").exists()
-    assert (tmp_path / "app/users/__init__.py").is_file()
+def variant_files(paths: tuple[str, ...], *names: str) -> list[str]:
+    """The template's `<name>_<variant>.py` files for each `<name>.py` in ``paths``."""
+    return [
+        Path(path).with_name(f"{Path(path).stem}_{name}{Path(path).suffix}").as_posix()
+        for path in paths
+        for name in names
+    ]
 
 
-def test_remove_redis_is_idempotent(tmp_path: Path) -> None:
-    (tmp_path / "tests/core").mkdir(parents=True)
-    for name in ("test_rate_limit_redis.py", "test_rate_limit.py"):
-        (tmp_path / "tests/core" / name).write_text("", encoding="utf-8")
-    post.remove_redis(tmp_path)
-    post.remove_redis(tmp_path)
-    assert not (tmp_path / "tests/core/test_rate_limit_redis.py").exists()
+def lay_out(project: Path, relatives: list[str]) -> None:
+    """Files holding their own name, and folders (no suffix) holding a file of their own."""
+    for relative in relatives:
+        path = project / relative
+        if path.suffix:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(relative, encoding="utf-8")
+        else:
+            (path / "base").mkdir(parents=True)
+            (path / "base" / "kustomization.yaml").write_text("", encoding="utf-8")
+
+
+def assert_kept(project: Path, paths: tuple[str, ...], kept: str, *gone: str) -> None:
+    """Each `<name>.py` holds its `kept` variant, and no variant file is left."""
+    for path in paths:
+        expected = variant_files((path,), kept)[0]
+        assert (project / path).read_text(encoding="utf-8") == expected
+    leftovers = variant_files(paths, kept, *gone)
+    assert [name for name in leftovers if (project / name).exists()] == []
+
+
+@pytest.mark.parametrize("included", [True, False])
+def test_choose_example_resource_is_idempotent(tmp_path: Path, included: bool) -> None:
+    names = ("with_items", "without_items")
+    files = variant_files(post.EXAMPLE_RESOURCE_VARIANTS, *names)
+    lay_out(tmp_path, [*files, "app/items/models.py", "tests/items/test_router.py"])
+    lay_out(tmp_path, ["app/users/models.py"])
+    post.choose_example_resource(tmp_path, included)
+    post.choose_example_resource(tmp_path, included)
+    kept, gone = names if included else names[::-1]
+    assert_kept(tmp_path, post.EXAMPLE_RESOURCE_VARIANTS, kept, gone)
+    for folder in post.EXAMPLE_RESOURCE_DIRS:
+        assert (tmp_path / folder).is_dir() is included
+    assert (tmp_path / "app/users/models.py").is_file()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_choose_database_is_idempotent(tmp_path: Path, database: str) -> None:
+    files = variant_files(post.DATABASE_VARIANTS, *post.DATABASES)
+    lay_out(tmp_path, [*files, *post.POSTGRESQL_ONLY_PATHS, *post.SQLITE_ONLY_PATHS])
+    lay_out(tmp_path, ["tests/test_concurrency.py"])
+    post.choose_database(tmp_path, database)
+    post.choose_database(tmp_path, database)
+    others = [name for name in post.DATABASES if name != database]
+    assert_kept(tmp_path, post.DATABASE_VARIANTS, database, *others)
+    for name in post.POSTGRESQL_ONLY_PATHS:
+        assert (tmp_path / name).exists() is (database == "postgresql"), name
+    for name in post.SQLITE_ONLY_PATHS:
+        assert (tmp_path / name).exists() is (database == "sqlite"), name
+    assert (tmp_path / "tests/test_concurrency.py").is_file()
+
+
+@pytest.mark.parametrize("use_redis", [True, False])
+def test_choose_rate_limit_storage_is_idempotent(tmp_path: Path, use_redis: bool) -> None:
+    names = ("redis", "memory")
+    files = variant_files(post.RATE_LIMIT_STORAGE_VARIANTS, *names)
+    lay_out(tmp_path, [*files, *post.REDIS_FILES, "tests/core/test_rate_limit.py"])
+    post.choose_rate_limit_storage(tmp_path, use_redis)
+    post.choose_rate_limit_storage(tmp_path, use_redis)
+    kept, gone = names if use_redis else names[::-1]
+    assert_kept(tmp_path, post.RATE_LIMIT_STORAGE_VARIANTS, kept, gone)
+    for name in post.REDIS_FILES:
+        assert (tmp_path / name).is_file() is use_redis
     assert (tmp_path / "tests/core/test_rate_limit.py").is_file()
+
+
+def test_every_variant_and_owned_path_is_in_the_template() -> None:
+    """The hook's lists name files that exist: a renamed file would otherwise stay in every
+    project, its variants beside it."""
+    variants = [
+        *variant_files(post.EXAMPLE_RESOURCE_VARIANTS, "with_items", "without_items"),
+        *variant_files(post.DATABASE_VARIANTS, *post.DATABASES),
+        *variant_files(post.RATE_LIMIT_STORAGE_VARIANTS, "redis", "memory"),
+    ]
+    owned = [
+        *post.EXAMPLE_RESOURCE_DIRS,
+        *post.POSTGRESQL_ONLY_PATHS,
+        *post.SQLITE_ONLY_PATHS,
+        *post.REDIS_FILES,
+    ]
+    missing = [name for name in [*variants, *owned] if not (PROJECT_TEMPLATE_DIR / name).exists()]
+    assert missing == []
+    targets = [*post.EXAMPLE_RESOURCE_VARIANTS, *post.DATABASE_VARIANTS]
+    targets += post.RATE_LIMIT_STORAGE_VARIANTS
+    stored = [name for name in targets if (PROJECT_TEMPLATE_DIR / name).exists()]
+    assert stored == [], "a variant's target must not be stored beside its variants"
 
 
 def test_use_redis_must_be_yes_or_no() -> None:
     assert pre.find_problem({**VALID_ANSWERS, "use_redis": "yes"}) is None
     problem = pre.find_problem({**VALID_ANSWERS, "use_redis": "redis"})
     assert problem == "use_redis must be yes or no, got 'redis'"
-
-
-def test_remove_postgresql_only_is_idempotent(tmp_path: Path) -> None:
-    (tmp_path / "tests").mkdir()
-    for name in (*post.POSTGRESQL_ONLY_PATHS, "tests/test_concurrency.py"):
-        path = tmp_path / name
-        if path.suffix:  # a file
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("", encoding="utf-8")
-        else:  # a folder, with a file in a folder of its own
-            (path / "base").mkdir(parents=True)
-            (path / "base" / "kustomization.yaml").write_text("", encoding="utf-8")
-    post.remove_postgresql_only(tmp_path)
-    post.remove_postgresql_only(tmp_path)
-    assert not [name for name in post.POSTGRESQL_ONLY_PATHS if (tmp_path / name).exists()]
-    assert (tmp_path / "tests/test_concurrency.py").is_file()
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])

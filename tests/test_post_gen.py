@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import stat
@@ -129,6 +130,23 @@ def test_example_resource_can_be_left_out(tmp_path: Path) -> None:
     assert unrendered_markers(project) == []
 
 
+def test_default_slug_is_made_from_any_name(tmp_path: Path) -> None:
+    """With --no-input, the slug comes from the name through cookiecutter's slugify, so a name
+    with spaces, capitals and punctuation still gives a valid package and folder name."""
+    result = bake(
+        tmp_path, {"run_tests": "no", "project_name": "Acme (EU) Billing"}, slug="acme_eu_billing"
+    )
+    assert result.returncode == 0, result.describe()
+    assert result.context()["cookiecutter"]["project_slug"] == "acme_eu_billing"
+    project = json.loads((result.project_dir / "app" / "project.json").read_text(encoding="utf-8"))
+    assert project == {
+        "name": "Acme (EU) Billing",
+        "slug": "acme_eu_billing",
+        "description": "An async FastAPI service.",
+    }
+    assert_same_files(result)
+
+
 @pytest.mark.parametrize("use_redis", ["yes", "no"])
 def test_redis_files_and_dependency_follow_use_redis(tmp_path: Path, use_redis: str) -> None:
     result = bake(tmp_path, {"run_tests": "no", "use_redis": use_redis})
@@ -136,7 +154,7 @@ def test_redis_files_and_dependency_follow_use_redis(tmp_path: Path, use_redis: 
     project = result.project_dir
     redis_tests = project / "tests" / "core" / "test_rate_limit_redis.py"
     pyproject = (project / "pyproject.toml").read_text(encoding="utf-8")
-    config = (project / "app" / "core" / "config.py").read_text(encoding="utf-8")
+    config = (project / "app" / "core" / "ratelimit_settings.py").read_text(encoding="utf-8")
     assert redis_tests.is_file() is (use_redis == "yes")
     assert ('"limits[async-redis]>=' in pyproject) is (use_redis == "yes")
     assert ("REDIS_URL" in config) is (use_redis == "yes")
@@ -151,7 +169,7 @@ def test_database_files_and_driver_follow_the_option(tmp_path: Path, database: s
     assert result.returncode == 0, result.describe()
     project = result.project_dir
     pyproject = (project / "pyproject.toml").read_text(encoding="utf-8")
-    config = (project / "app" / "core" / "config.py").read_text(encoding="utf-8")
+    config = (project / "app" / "core" / "db_settings.py").read_text(encoding="utf-8")
     assert (project / "tests" / "test_outage.py").is_file() is (database == "postgresql")
     assert ('"asyncpg>=' in pyproject) is (database == "postgresql")
     assert ('"aiosqlite>=' in pyproject) is (database == "sqlite")

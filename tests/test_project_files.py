@@ -3,18 +3,29 @@ CI workflow, and the project installed as a package (not editable) and run from 
 
 from __future__ import annotations
 
+import ast
+import io
 import json
 import re
 import shutil
 import subprocess
 import sys
+import tokenize
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from bakery import LOCAL_PYTHON, VALID_ANSWERS, bake, clean_env
+from bakery import (
+    HOOKS_DIR,
+    LOCAL_PYTHON,
+    PROJECT_TEMPLATE_DIR,
+    TEMPLATE_DIR,
+    VALID_ANSWERS,
+    bake,
+    clean_env,
+)
 from containers import (
     check_compose,
     check_dockerfile,
@@ -27,6 +38,8 @@ VARIANTS = {
     "sqlite": {},
     "postgresql-redis": {"database": "postgresql", "use_redis": "yes"},
 }
+# A Jinja expression, statement or comment, as cookiecutter would render it.
+JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}|\{\{|\{%|\{#")
 FULL_SHA = re.compile(r"[0-9a-f]{40}")
 VERSION_COMMENT = re.compile(r"uses: \S+@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
 
@@ -111,7 +124,7 @@ import asyncio, json, sysconfig
 import app
 from sqlalchemy import text
 from app.core.config import get_settings
-from app.db.session import create_engine
+from app.db.engine import create_engine
 
 async def connect() -> None:
     engine = create_engine(get_settings())
@@ -194,3 +207,40 @@ def test_kubernetes_manifests_fit_the_variant(
         return
     answers = {**VALID_ANSWERS, "use_redis": variant.get("use_redis") == "yes"}
     check_kubernetes(project, answers, require_kubectl())
+
+
+def jinja_outside_strings(source: str) -> list[str]:
+    """Jinja in a hook's code, where only a string literal may hold it (the answers, rendered
+    as data into one; see ANSWERS_JSON)."""
+    found = []
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type != tokenize.STRING:
+            found += [f"line {token.start[0]}: {match}" for match in JINJA.findall(token.string)]
+    return found
+
+
+def test_template_python_is_python_before_rendering() -> None:
+    """Every .py file of the template parses as it is stored, so ruff, mypy and an editor read
+    the code a project gets: option-specific code lives in whole files the post-gen hook keeps
+    or removes, and the project's files hold no Jinja at all."""
+    problems = []
+    sources = sorted(PROJECT_TEMPLATE_DIR.rglob("*.py")) + sorted(HOOKS_DIR.glob("*.py"))
+    assert len(sources) > 50
+    for path in sources:
+        source = path.read_text(encoding="utf-8")
+        name = path.relative_to(TEMPLATE_DIR).as_posix()
+        if path.is_relative_to(HOOKS_DIR):
+            jinja = jinja_outside_strings(source)
+        else:
+            jinja = [
+                f"line {number}: {match}"
+                for number, line in enumerate(source.splitlines(), start=1)
+                for match in JINJA.findall(line)
+            ]
+        try:
+            ast.parse(source, filename=name)
+        except SyntaxError as error:
+            problems.append(f"{name}: not Python ({error.msg}, line {error.lineno})")
+        if jinja:
+            problems.append(f"{name} holds Jinja: {'; '.join(jinja[:5])}")
+    assert problems == [], "\n".join(problems)

@@ -26,7 +26,8 @@ from app.auth.service import prune_refresh_tokens
 from app.core.config import get_settings
 from app.core.errors import AppError, is_database_unavailable
 from app.core.security import Passwords
-from app.db.session import create_engine, create_sessionmaker
+from app.db.engine import create_engine
+from app.db.session import create_sessionmaker
 from app.users import service
 from app.users.models import Role
 from app.users.schemas import UserCreate

@@ -19,7 +19,8 @@ from app.core.hardening import (
 from app.core.logging import REQUEST_ID_HEADER, RequestContextMiddleware, configure_logging
 from app.core.ratelimit import RateLimiter
 from app.core.security import Passwords, Tokens
-from app.db.session import create_engine, create_sessionmaker
+from app.db.engine import create_engine
+from app.db.session import create_sessionmaker
 
 logger = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ from alembic import command
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.core.config import DATABASE_DRIVER
+from app.core.db_settings import DATABASE_DRIVER
 from tests import PROJECT_DIR, databases
 from tests.servers import free_port
 

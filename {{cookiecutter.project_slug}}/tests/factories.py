@@ -1,9 +1,6 @@
 """Typed factories. Users are made through the real service, so hashing is real too."""
 
 import itertools
-{%- if cookiecutter.include_example_resource %}
-import uuid
-{%- endif %}
 from typing import Any
 
 from httpx import AsyncClient
@@ -11,11 +8,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import get_settings
 from app.core.security import Passwords, Tokens
-{%- if cookiecutter.include_example_resource %}
-from app.items import service as items_service
-from app.items.models import Item
-from app.items.schemas import ItemCreate
-{%- endif %}
 from app.users import service as users_service
 from app.users.models import Role, User
 from app.users.schemas import UserCreate
@@ -69,19 +61,3 @@ async def login(
     assert response.status_code == 200, response.text
     tokens: dict[str, Any] = response.json()
     return tokens
-{%- if cookiecutter.include_example_resource %}
-
-
-async def create_item(
-    session: AsyncSession,
-    *,
-    owner: User,
-    title: str | None = None,
-    description: str | None = None,
-) -> Item:
-    return await items_service.create_item(
-        session,
-        owner=owner,
-        data=ItemCreate(title=title or f"item {uuid.uuid4().hex[:8]}", description=description),
-    )
-{%- endif %}

@@ -18,7 +18,7 @@ from pydantic.fields import FieldInfo
 from sqlalchemy import text
 from starlette.routing import BaseRoute
 
-from app.api import PUBLIC_ROUTERS, checks_the_account, include_checked_by_route
+from app.api import PUBLIC_ROUTERS
 from app.auth.dependencies import (
     CurrentUser,
     TokenClaims,
@@ -30,6 +30,7 @@ from app.core.errors import PROBLEM_JSON
 from app.core.http_cache import IfMatch, IfNoneMatch, private_cache
 from app.core.schemas import FORBIDDEN_CHARACTER
 from app.main import create_app
+from app.routing import checks_the_account, include_checked_by_route
 
 
 def _walk(routes: Sequence[BaseRoute]) -> list[Any]:

@@ -11,13 +11,11 @@ from app.auth import service as auth_service
 from app.auth.models import RefreshToken
 from app.core.config import get_settings
 from app.core.security import Passwords, Tokens
-from app.db.session import create_engine, create_sessionmaker
+from app.db.engine import create_engine
+from app.db.session import create_sessionmaker
 from app.users import service as users_service
 from app.users.models import Role, User
 from app.users.schemas import UserCreate
-{%- if cookiecutter.database == "postgresql" %}
-from tests import databases
-{%- endif %}
 from tests.databases import alembic_config
 
 
@@ -92,20 +90,6 @@ def test_create_admin_explains_an_unmigrated_database(
     with pytest.raises(SystemExit) as exited:
         cli.main(["root@example.com"])
     assert "make migrate" in str(exited.value.code)
-
-
-{%- if cookiecutter.database == "postgresql" %}
-
-
-def test_create_admin_explains_an_unreachable_database(
-    monkeypatch: pytest.MonkeyPatch, use_database: Callable[[str], None]
-) -> None:
-    use_database(databases.unreachable_database_url())
-    monkeypatch.setenv("ADMIN_PASSWORD", "a long admin password")
-    with pytest.raises(SystemExit) as exited:
-        cli.main(["root@example.com"])
-    assert "cannot reach the database" in str(exited.value.code)
-{%- endif %}
 
 
 def test_create_admin_promotes_an_existing_user(

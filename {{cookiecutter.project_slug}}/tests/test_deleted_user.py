@@ -13,17 +13,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth import service as auth_service
-from app.auth.exceptions import InvalidCredentials{% if cookiecutter.include_example_resource %}, InvalidToken{% endif %}
+from app.auth.exceptions import InvalidCredentials
 from app.auth.models import RefreshToken
 from app.core.config import get_settings
 from app.core.security import Tokens
-from app.db.session import create_engine, create_sessionmaker
-{%- if cookiecutter.include_example_resource %}
-from app.items import service as items_service
-from app.items.schemas import ItemCreate
-{%- endif %}
+from app.db.engine import create_engine
+from app.db.session import create_sessionmaker
 from app.users.models import User
-from tests import factories
+from tests import databases, factories
 from tests.databases import alembic_config
 
 TOKENS = Tokens(get_settings())
@@ -42,7 +39,7 @@ async def factory(committed_database: str) -> AsyncIterator[async_sessionmaker[A
     await engine.dispose()
 
 
-async def _committed_user(factory: async_sessionmaker[AsyncSession]) -> User:
+async def committed_user(factory: async_sessionmaker[AsyncSession]) -> User:
     async with factory() as session, session.begin():
         return await factories.create_user(session)
 
@@ -53,17 +50,16 @@ async def _delete_elsewhere(factory: async_sessionmaker[AsyncSession], user: Use
         await other.execute(delete(User).where(User.id == user.id))
 
 
-async def _read_then_lose(
+async def read_then_lose(
     session: AsyncSession, factory: async_sessionmaker[AsyncSession], user: User
 ) -> User:
     """The request reads its user; then another connection deletes it."""
     read = await session.get(User, user.id)
     assert read is not None
-{%- if cookiecutter.database == "sqlite" %}
-    # SQLite runs one writing transaction at a time (BEGIN IMMEDIATE), so within one request
-    # nothing can delete in between; the test ends the read's transaction to let it in.
-    await session.commit()
-{%- endif %}
+    if databases.ONE_WRITER_AT_A_TIME:
+        # Within one request nothing can delete in between (SQLite: BEGIN IMMEDIATE); the test
+        # ends the read's transaction to let the delete in.
+        await session.commit()
     await _delete_elsewhere(factory, user)
     return read
 
@@ -71,9 +67,9 @@ async def _read_then_lose(
 async def test_login_of_a_user_deleted_meanwhile_is_a_401(
     factory: async_sessionmaker[AsyncSession],
 ) -> None:
-    user = await _committed_user(factory)
+    user = await committed_user(factory)
     async with factory() as session:
-        read = await _read_then_lose(session, factory, user)
+        read = await read_then_lose(session, factory, user)
         with pytest.raises(InvalidCredentials) as caught:
             await auth_service.issue_tokens(session, tokens=TOKENS, user=read)
     assert caught.value.status_code == 401
@@ -83,26 +79,13 @@ async def test_refresh_of_a_user_deleted_meanwhile_is_a_401(
     factory: async_sessionmaker[AsyncSession],
 ) -> None:
     """The insert of the next token of a login (what a refresh does after its checks)."""
-    user = await _committed_user(factory)
+    user = await committed_user(factory)
     async with factory() as session, session.begin():
         await auth_service.issue_tokens(session, tokens=TOKENS, user=user)
     async with factory() as session:
         family = await session.scalar(select(RefreshToken).where(RefreshToken.user_id == user.id))
         assert family is not None
-        read = await _read_then_lose(session, factory, user)
+        read = await read_then_lose(session, factory, user)
         with pytest.raises(InvalidCredentials) as caught:
             await auth_service.issue_tokens(session, tokens=TOKENS, user=read, family=family)
     assert caught.value.status_code == 401
-{%- if cookiecutter.include_example_resource %}
-
-
-async def test_item_of_a_user_deleted_meanwhile_is_a_401(
-    factory: async_sessionmaker[AsyncSession],
-) -> None:
-    user = await _committed_user(factory)
-    async with factory() as session:
-        read = await _read_then_lose(session, factory, user)
-        with pytest.raises(InvalidToken) as caught:
-            await items_service.create_item(session, owner=read, data=ItemCreate(title="orphan"))
-    assert caught.value.status_code == 401
-{%- endif %}

@@ -15,13 +15,7 @@ from sqlalchemy import Connection, inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.types import TypeEngine
 
-{% if cookiecutter.database == "postgresql" -%}
-from app.core.config import get_settings
-{% endif -%}
 from app.db.models import Base
-{%- if cookiecutter.database == "postgresql" %}
-from app.db.session import create_engine
-{%- endif %}
 from tests import databases
 from tests.databases import alembic_config
 
@@ -67,53 +61,6 @@ def test_models_and_migrations_do_not_drift(empty_database: str) -> None:
 def test_history_is_linear() -> None:
     script = ScriptDirectory.from_config(alembic_config(databases.new_database_url("history")))
     assert len(script.get_heads()) == 1
-
-
-{%- if cookiecutter.database == "postgresql" %}
-
-
-def _timeouts(dbapi_connection: Any) -> tuple[str, str]:
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute(
-            "SELECT current_setting('statement_timeout'), current_setting('lock_timeout')"
-        )
-        statement_timeout, lock_timeout = cursor.fetchone()
-        return statement_timeout, lock_timeout
-    finally:
-        cursor.close()
-
-
-def test_migrations_run_without_the_apps_statement_timeout(empty_database: str) -> None:
-    """An index build may take longer than any request should: migrations connect with no
-    statement timeout, and a lock timeout of their own; the app keeps its statement timeout."""
-    seen: list[tuple[str, str]] = []
-
-    def probe(dbapi_connection: Any, _record: Any) -> None:
-        seen.append(_timeouts(dbapi_connection))
-
-    # Every connection any engine opens, so the one env.py opens for the migrations too.
-    sa.event.listen(sa.pool.Pool, "connect", probe)
-    try:
-        command.upgrade(alembic_config(empty_database), "head")
-    finally:
-        sa.event.remove(sa.pool.Pool, "connect", probe)
-    settings = get_settings()
-    lock_timeout = f"{settings.MIGRATION_LOCK_TIMEOUT_MS // 1000}s"
-    assert seen
-    assert set(seen) == {("0", lock_timeout)}
-
-    async def app_statement_timeout() -> Any:
-        engine = create_engine(settings, url=empty_database)
-        try:
-            async with engine.connect() as connection:
-                return await connection.scalar(sa.text("SHOW statement_timeout"))
-        finally:
-            await engine.dispose()
-
-    expected = f"{settings.DATABASE_STATEMENT_TIMEOUT_MS // 1000}s"
-    assert asyncio.run(app_statement_timeout()) == expected
-{%- endif %}
 
 
 def _table(name: str, **columns: TypeEngine[Any]) -> sa.TableClause:

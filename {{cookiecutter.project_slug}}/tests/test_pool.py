@@ -7,7 +7,7 @@ import asyncio
 from sqlalchemy import event, text
 
 from app.core.config import Settings, get_settings
-from app.db.session import create_engine
+from app.db.engine import create_engine
 
 POOL_SIZE = 2
 CONCURRENT = 8

@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -16,9 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import NullPool, select
-{%- if cookiecutter.database == "postgresql" %}
-from sqlalchemy.engine import make_url
-{%- endif %}
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.config import Settings
@@ -26,9 +23,6 @@ from app.core.errors import PROBLEM_JSON
 from app.serve import server_options
 from app.users.models import User
 from tests import PROJECT_DIR, databases
-{%- if cookiecutter.database == "postgresql" %}
-from tests.outage import Outage
-{%- endif %}
 from tests.servers import SERVE, Starting, free_port, serve, start, wait_until_live
 
 logger = logging.getLogger(__name__)
@@ -254,37 +248,10 @@ READY = "/api/v1/health/ready"
 READY_DEADLINE = 30.0
 
 
-@contextmanager
-def unreached_database(migrated_database: str) -> Iterator[tuple[str, Callable[[], None]]]:
-    """A DATABASE_URL the server cannot reach yet, and what makes it reachable.
-{%- if cookiecutter.database == "postgresql" %}
-
-    The migrated database, through a loopback port where nothing listens until `reach()`
-    starts a proxy to the real server there.
-    """
-    real = make_url(migrated_database)
-    proxy = Outage(real.host or "127.0.0.1", real.port or 5432)
-    try:
-        yield real.set(host="127.0.0.1", port=proxy.port).render_as_string(False), proxy.restore
-    finally:
-        proxy.close()
-{%- else %}
-
-    A file in a folder that does not exist, so SQLite cannot open it; `reach()` creates the
-    folder and SQLite creates the file on the next connection.
-    """
-    url = databases.new_database_url("unreached")
-    try:
-        yield url, lambda: databases.create_database(url)
-    finally:
-        databases.drop_database(url)
-{%- endif %}
-
-
 def test_serve_starts_without_its_database_and_is_ready_once_it_is_reachable(
     migrated_database: str, tmp_path: Path
 ) -> None:
-    with unreached_database(migrated_database) as (url, reach):
+    with databases.unreached_database(migrated_database) as (url, reach):
         env = {"DATABASE_CONNECT_TIMEOUT": "2", "DATABASE_POOL_TIMEOUT": "5"}
         with serve(url, tmp_path / "serve.log", env=env) as server:
             with httpx.Client(base_url=server.base_url, timeout=30) as client:

@@ -3,31 +3,20 @@ for a writer: checked on the app's own engine and sessions (not the rolled-back 
 transaction), and against a real uvicorn at the production hashing cost."""
 
 import asyncio
-{% if cookiecutter.database == "sqlite" -%}
-import sqlite3
-{% endif -%}
 import statistics
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
 import httpx
 import pytest
 from fastapi import FastAPI
-{% if cookiecutter.database == "postgresql" -%}
-from sqlalchemy import NullPool, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-{% else -%}
 from sqlalchemy import select, update
-from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_connection
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncSession
-{% endif %}
+
 from app.core.config import Settings
+from app.db.engine import create_engine
 from app.db.session import (
     WriteInReadOnlySession,
-    create_engine,
     create_sessionmaker,
     end_read_only_transaction,
 )
@@ -46,46 +35,6 @@ PASSWORD = "a long enough password"
 def database_url() -> Iterator[str]:
     with databases.scratch_database(databases.new_database_url("txn"), migrated=True) as url:
         yield url
-{%- if cookiecutter.database == "postgresql" %}
-
-
-async def _open_transactions(url: str) -> int:
-    """Connections to the database, other than this one, inside a transaction right now."""
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with engine.connect() as connection:
-            count = await connection.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"
-                )
-            )
-            return int(count or 0)
-    finally:
-        await engine.dispose()
-
-
-def _no_transaction_open(url: str) -> bool:
-    """Run in the hashing thread (no event loop there): is any transaction open?"""
-    return asyncio.run(_open_transactions(url)) == 0
-{%- else %}
-
-
-def _no_transaction_open(url: str) -> bool:
-    """Run in the hashing thread: can another connection take the write lock at once?
-
-    Every transaction of a request that may write holds SQLite's write lock from its BEGIN.
-    """
-    connection = sqlite3.connect(make_url(url).database or "", timeout=0, isolation_level=None)
-    try:
-        connection.execute("BEGIN IMMEDIATE")
-        connection.execute("ROLLBACK")
-        return True
-    except sqlite3.OperationalError:  # database is locked
-        return False
-    finally:
-        connection.close()
-{%- endif %}
 
 
 @dataclass
@@ -99,7 +48,9 @@ async def observed(database_url: str) -> AsyncIterator[Observed]:
     """The app on its own engine and sessions, its hasher checking the database each time."""
     settings = Settings(DATABASE_URL=database_url)
     app: FastAPI = create_app(settings)
-    passwords = ObservedPasswords(settings, probe=lambda: _no_transaction_open(database_url))
+    passwords = ObservedPasswords(
+        settings, probe=lambda: databases.no_transaction_open(database_url)
+    )
     app.state.passwords = passwords
     transport = httpx.ASGITransport(app=app)
     async with (
@@ -176,28 +127,16 @@ async def test_objects_stay_usable_after_the_transaction_ends(database_url: str)
         await engine.dispose()
 
 
-async def _driver_in_transaction(session: AsyncSession) -> bool:
-    """What the database driver itself says: is this session's connection in a transaction?"""
-    raw = await (await session.connection()).get_raw_connection()
-    driver = raw.driver_connection
-{%- if cookiecutter.database == "postgresql" %}
-    assert driver is not None
-    return bool(driver.is_in_transaction())
-{%- else %}
-    return bool(getattr(driver, "in_transaction"))  # noqa: B009 - aiosqlite's, typed loosely
-{%- endif %}
-
-
 async def test_reads_run_outside_a_transaction_and_writes_inside_one(database_url: str) -> None:
     """GET and HEAD sessions cost no BEGIN and COMMIT, and hold no lock between statements."""
     engine = create_engine(Settings(DATABASE_URL=database_url))
     try:
         async with create_sessionmaker(engine, read_only=True)() as reads:
             await reads.execute(select(User.id).limit(1))
-            assert not await _driver_in_transaction(reads)
+            assert not await databases.driver_in_transaction(reads)
         async with create_sessionmaker(engine)() as writes:
             await writes.execute(select(User.id).limit(1))
-            assert await _driver_in_transaction(writes)
+            assert await databases.driver_in_transaction(writes)
     finally:
         await engine.dispose()
 
@@ -222,41 +161,6 @@ async def test_a_read_only_session_refuses_to_write(database_url: str) -> None:
         await engine.dispose()
 
 
-{%- if cookiecutter.database == "sqlite" %}
-
-
-async def test_only_a_connection_with_a_transaction_is_rolled_back(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A read's connection goes back to the pool without a ROLLBACK (each one a round trip to
-    aiosqlite's thread); a write that is abandoned is still rolled back."""
-    rollbacks = 0
-    roll_back = AsyncAdapt_aiosqlite_connection.rollback
-
-    def counted(self: AsyncAdapt_aiosqlite_connection) -> None:
-        nonlocal rollbacks
-        rollbacks += 1
-        roll_back(self)
-
-    monkeypatch.setattr(AsyncAdapt_aiosqlite_connection, "rollback", counted)
-    engine = create_engine(Settings(DATABASE_URL=database_url))
-    try:
-        async with create_sessionmaker(engine, read_only=True)() as reads:
-            await reads.execute(select(User.id).limit(1))
-        assert rollbacks == 0
-        async with create_sessionmaker(engine)() as writes:
-            writes.add(User(email="rolled-back@example.com", password_hash="x"))
-            await writes.flush()
-            await writes.rollback()
-        assert rollbacks >= 1
-        async with create_sessionmaker(engine)() as check:
-            written = select(User).where(User.email == "rolled-back@example.com")
-            assert await check.scalar(written) is None
-    finally:
-        await engine.dispose()
-{%- endif %}
-
-
 # --- Served, at the production hashing cost ---------------------------------------------------
 
 
@@ -266,39 +170,10 @@ def served(production_cost_server: Served) -> Served:
     return replace(production_cost_server, base_url=f"{production_cost_server.base_url}{API}")
 
 
-{%- if cookiecutter.database == "postgresql" %}
-
-
-@asynccontextmanager
-async def _writer_holding_a_lock(url: str) -> AsyncIterator[None]:
-    """Another client in a transaction that locks the users table against every writer."""
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with engine.connect() as connection, connection.begin():
-            await connection.execute(text("LOCK TABLE users IN EXCLUSIVE MODE"))
-            yield
-    finally:
-        await engine.dispose()
-{%- else %}
-
-
-@asynccontextmanager
-async def _writer_holding_a_lock(url: str) -> AsyncIterator[None]:
-    """Another client in a transaction that holds SQLite's write lock."""
-    connection = sqlite3.connect(make_url(url).database or "", isolation_level=None)
-    try:
-        connection.execute("BEGIN IMMEDIATE")
-        yield
-        connection.execute("ROLLBACK")
-    finally:
-        connection.close()
-{%- endif %}
-
-
 async def test_reads_do_not_wait_for_a_writer(served: Served) -> None:
     async with httpx.AsyncClient(base_url=served.base_url, timeout=30) as client:
         headers = await sign_up(client, "reader@example.com", PASSWORD)
-        async with _writer_holding_a_lock(served.database_url):
+        async with databases.writer_holding_a_lock(served.database_url):
             started = time.monotonic()
             me = await client.get("/users/me", headers=headers)
             ready = await client.get("/health/ready")

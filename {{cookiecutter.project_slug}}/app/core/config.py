@@ -5,20 +5,13 @@ Alembic, or the CLI) is started, as with any twelve-factor app: never beside the
 package, which may sit in a read-only site-packages.
 """
 
-import json
 import os
 import re
 import sys
 from enum import StrEnum
 from functools import lru_cache
-from importlib import resources
 from ipaddress import IPv4Address
-{%- if cookiecutter.use_redis %}
-from typing import Annotated, Literal, Self
-from urllib.parse import urlsplit
-{%- else %}
 from typing import Annotated, Self
-{%- endif %}
 
 from limits import parse_many
 from pydantic import (
@@ -34,24 +27,15 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-# Name and description live in project.json (data, not code), so any text is safe there.
-_PROJECT = json.loads(resources.files("app").joinpath("project.json").read_text("utf-8"))
-PROJECT_NAME: str = _PROJECT["name"]
-PROJECT_DESCRIPTION: str = _PROJECT["description"]
-PROJECT_SLUG = "{{ cookiecutter.project_slug }}"
-
-{%- if cookiecutter.database == "postgresql" %}
-DATABASE_DRIVER = "postgresql+asyncpg"
-DATABASE_URL_EXAMPLE = f"postgresql+asyncpg://user:password@127.0.0.1:5432/{PROJECT_SLUG}"
-DEFAULT_DATABASE_URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{PROJECT_SLUG}"
-{%- else %}
-DATABASE_DRIVER = "sqlite+aiosqlite"
-DATABASE_URL_EXAMPLE = "sqlite+aiosqlite:///./app.db"
-DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./app.db"  # app.db in the working directory
-{%- endif %}
-
-# Rate limits counted in each process's memory (app/core/ratelimit.py builds that storage).
-MEMORY_RATE_LIMIT_STORAGE = "async+memory://"
+# The settings that depend on the project's options: its database, and where rate limits count.
+from app.core.db_settings import (
+    DATABASE_DRIVER,
+    DATABASE_URL_EXAMPLE,
+    DEFAULT_DATABASE_URL,
+    DatabaseSettings,
+)
+from app.core.project import PROJECT_DESCRIPTION, PROJECT_NAME, PROJECT_SLUG
+from app.core.ratelimit_settings import RateLimitStorageSettings
 
 # A value nobody should deploy: allowed locally, refused in production.
 DEFAULT_SECRET_KEY = "insecure-local-development-secret-change-me"
@@ -75,7 +59,7 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
-class Settings(BaseSettings):
+class Settings(DatabaseSettings, RateLimitStorageSettings, BaseSettings):
     """Every setting has a safe local default; production refuses the unsafe ones."""
 
     model_config = SettingsConfigDict(
@@ -88,30 +72,6 @@ class Settings(BaseSettings):
     ENVIRONMENT: Environment = Environment.LOCAL
     DATABASE_URL: str = DEFAULT_DATABASE_URL
     DATABASE_ECHO: bool = False
-{%- if cookiecutter.database == "postgresql" %}
-    # Per worker process: connections kept open, and extra ones allowed in a burst. Keep
-    # workers x (DATABASE_POOL_SIZE + DATABASE_MAX_OVERFLOW) below the server's max_connections.
-    # No overflow by default: the pool closes an extra connection as soon as it is returned while
-    # DATABASE_POOL_SIZE others are idle, so a load that stays above the pool size opens and
-    # closes a server connection every few requests (README, "Sizing the pool").
-    DATABASE_POOL_SIZE: int = Field(default=20, ge=1, le=500)
-    DATABASE_MAX_OVERFLOW: int = Field(default=0, ge=0, le=500)
-    # Seconds a request waits for a free connection before it gets a 503.
-    DATABASE_POOL_TIMEOUT: float = Field(default=10, gt=0, le=300)
-    # Test each pooled connection before use (one round trip per request), so one dropped by a
-    # restart or an idle-killing proxy is replaced unseen. Off: a dead connection costs its
-    # request a 503 and is replaced; turn it on behind pgbouncer or a proxy that drops idle
-    # connections. Connections are replaced after DATABASE_POOL_RECYCLE seconds either way.
-    DATABASE_POOL_PRE_PING: bool = False
-    DATABASE_POOL_RECYCLE: int = Field(default=1800, ge=-1, le=86_400)
-    # Seconds to wait for a new connection, and milliseconds any one statement may run (0: no
-    # limit); both turn a stuck database into a prompt 503 instead of a hung request.
-    DATABASE_CONNECT_TIMEOUT: float = Field(default=5, gt=0, le=120)
-    DATABASE_STATEMENT_TIMEOUT_MS: int = Field(default=15_000, ge=0, le=3_600_000)
-    # Migrations run with no statement timeout (an index build may take long), but wait at
-    # most this many milliseconds for a lock (0: forever) rather than stall the app behind them.
-    MIGRATION_LOCK_TIMEOUT_MS: int = Field(default=10_000, ge=0, le=3_600_000)
-{%- endif %}
 
     SECRET_KEY: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
     # The keyring that signs and verifies access tokens, each token naming its key in the `kid`
@@ -176,37 +136,6 @@ class Settings(BaseSettings):
     MAX_REQUEST_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     # Host names the API answers to ("*.example.com" for subdomains); required in production.
     ALLOWED_HOSTS: Annotated[list[str], NoDecode] = ["*"]
-{%- if cookiecutter.use_redis %}
-    REDIS_URL: str = "redis://127.0.0.1:6379/0"
-    # "redis" shares the limits between processes and instances; "memory" keeps them per process.
-    RATE_LIMIT_STORAGE: Literal["redis", "memory"] = "redis"
-    # Keeps the keys of services (or test runs) that share one Redis apart.
-    RATE_LIMIT_KEY_PREFIX: str = Field(default=PROJECT_SLUG, min_length=1, max_length=64)
-
-    @field_validator("REDIS_URL")
-    @classmethod
-    def _check_redis_url(cls, url: str) -> str:
-        message = "must be a Redis URL such as redis://127.0.0.1:6379/0"
-        parts = urlsplit(url)
-        if parts.scheme not in {"redis", "rediss"} or not parts.hostname:
-            raise ValueError(message)
-        try:
-            parts.port  # noqa: B018 - raises for a port that is not a number in range
-        except ValueError:
-            raise ValueError(message) from None
-        return url
-{%- endif %}
-
-    @property
-    def rate_limit_storage(self) -> tuple[str, dict[str, float | str | bool]]:
-        """The `limits` storage URI and its options."""
-{%- if cookiecutter.use_redis %}
-        if self.RATE_LIMIT_STORAGE == "redis":
-            # Short timeouts: a Redis that does not answer must not hold requests up for long.
-            options: dict[str, float | str | bool] = {"connect_timeout": 0.5, "stream_timeout": 0.5}
-            return f"async+{self.REDIS_URL}", {"key_prefix": self.RATE_LIMIT_KEY_PREFIX, **options}
-{%- endif %}
-        return MEMORY_RATE_LIMIT_STORAGE, {}
 
     @field_validator(
         "RATE_LIMIT_DEFAULT",

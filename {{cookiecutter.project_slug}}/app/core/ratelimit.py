@@ -27,8 +27,9 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 
-from app.core.config import MEMORY_RATE_LIMIT_STORAGE, Settings
+from app.core.config import Settings
 from app.core.errors import RateLimitUnavailable, TooManyRequests, Unauthorized
+from app.core.ratelimit_settings import MEMORY_RATE_LIMIT_STORAGE
 
 logger = logging.getLogger(__name__)
 

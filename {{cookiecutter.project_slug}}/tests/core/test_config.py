@@ -12,7 +12,7 @@ from app.core.config import (
     Settings,
     describe_error,
 )
-from tests import PROJECT_DIR
+from tests import PROJECT_DIR, databases
 
 STRONG_SECRET = "s" * 32
 PRODUCTION = {"ENVIRONMENT": "production", "SECRET_KEY": STRONG_SECRET, "ALLOWED_HOSTS": "api.test"}
@@ -78,13 +78,7 @@ def test_cors_origins_accept_a_comma_separated_list() -> None:
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
         ({"JWT_ALGORITHM": "none"}, "JWT_ALGORITHM"),
         ({"DATABASE_URL": "sqlite:///sync.db"}, "DATABASE_URL"),
-{%- if cookiecutter.database == "postgresql" %}
-        ({"DATABASE_POOL_SIZE": 0}, "DATABASE_POOL_SIZE"),
-        ({"DATABASE_MAX_OVERFLOW": -1}, "DATABASE_MAX_OVERFLOW"),
-        ({"DATABASE_POOL_TIMEOUT": "forever"}, "DATABASE_POOL_TIMEOUT"),
-        ({"DATABASE_STATEMENT_TIMEOUT_MS": -5}, "DATABASE_STATEMENT_TIMEOUT_MS"),
-        ({"DATABASE_CONNECT_TIMEOUT": 0}, "DATABASE_CONNECT_TIMEOUT"),
-{%- endif %}
+        *databases.BAD_SETTINGS,
         ({"RATE_LIMIT_DEFAULT": "lots"}, "RATE_LIMIT_DEFAULT"),
         ({"RATE_LIMIT_LOGIN": "0/minute"}, "RATE_LIMIT_LOGIN"),
         ({"RATE_LIMIT_LOGIN_USERNAME": ""}, "RATE_LIMIT_LOGIN_USERNAME"),
@@ -111,15 +105,7 @@ def test_bad_values_are_named(values: dict[str, Any], field: str) -> None:
         ("not a url", "is not a database URL"),
         ("://nothing", "is not a database URL"),
         ("mysql+aiomysql://root@localhost/app", "uses 'mysql+aiomysql'"),
-{%- if cookiecutter.database == "postgresql" %}
-        ("postgresql://postgres@localhost/app", "uses 'postgresql'"),
-        ("sqlite+aiosqlite:///./app.db", "uses 'sqlite+aiosqlite'"),
-        ("postgresql+asyncpg://postgres@localhost", "names no database"),
-{%- else %}
-        ("postgresql+asyncpg://postgres@localhost/app", "uses 'postgresql+asyncpg'"),
-        ("sqlite+aiosqlite://", "names no database"),
-        ("sqlite+aiosqlite:///:memory:", "names no database"),
-{%- endif %}
+        *databases.REFUSED_URLS,
     ],
 )
 def test_database_url_is_checked_at_start_up(url: str, complaint: str) -> None:

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import Environment, Settings
 from app.core.errors import MAX_LISTED_ERRORS, PROBLEM_JSON
-from app.db.session import SessionDep, create_engine, create_sessionmaker, get_sessionmaker
+from app.db.engine import create_engine
+from app.db.session import SessionDep, create_sessionmaker, get_sessionmaker
 from app.main import create_app
 
 

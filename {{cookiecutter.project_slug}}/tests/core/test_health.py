@@ -3,11 +3,12 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker{% if cookiecutter.database == "postgresql" %}, create_async_engine{% endif %}
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import get_settings
 from app.core.errors import PROBLEM_JSON, is_database_unavailable
-from app.db.session import create_engine, create_sessionmaker, get_sessionmaker
+from app.db.engine import create_engine
+from app.db.session import create_sessionmaker, get_sessionmaker
 from tests import databases
 
 
@@ -57,32 +58,3 @@ async def test_a_broken_statement_is_a_bug_not_an_outage(session: AsyncSession) 
     with pytest.raises(DBAPIError) as caught:
         await session.execute(text("SELECT * FROM no_such_table"))
     assert not is_database_unavailable(caught.value)
-{%- if cookiecutter.database == "postgresql" %}
-
-
-async def test_a_statement_over_the_timeout_is_an_outage(session: AsyncSession) -> None:
-    await session.execute(text("SET LOCAL statement_timeout = 20"))
-    with pytest.raises(DBAPIError) as caught:
-        await session.execute(text("SELECT pg_sleep(2)"))
-    assert is_database_unavailable(caught.value)
-
-
-async def test_an_exhausted_pool_answers_503_not_500(
-    app: FastAPI, client: AsyncClient, user_headers: dict[str, str], migrated_database: str
-) -> None:
-    """Every connection busy for longer than DATABASE_POOL_TIMEOUT: the request gets a 503."""
-    engine = create_async_engine(migrated_database, pool_size=1, max_overflow=0, pool_timeout=0.1)
-    starved = create_sessionmaker(engine)
-
-    async def starved_sessionmaker() -> async_sessionmaker[AsyncSession]:
-        return starved
-
-    app.dependency_overrides[get_sessionmaker] = starved_sessionmaker
-    try:
-        async with engine.connect():  # holds the only connection
-            response = await client.get("/api/v1/users/me", headers=user_headers)
-        assert response.status_code == 503
-        assert response.json()["code"] == "database_unavailable"
-    finally:
-        await engine.dispose()
-{%- endif %}

@@ -1,5 +1,5 @@
-"""`.env` and the default SQLite file belong to the working directory, where the service is
-started, never to wherever the `app` package happens to be installed."""
+"""`.env` belongs to the working directory, where the service is started, never to wherever the
+`app` package happens to be installed."""
 
 import json
 import os
@@ -11,26 +11,13 @@ from pathlib import Path
 from app.core.config import Settings
 from tests import PROJECT_DIR
 
-# What a server process does first: read its settings{% if cookiecutter.database == "sqlite" %},
-# then open the database (which creates the SQLite file){% endif %}.
+# What a server process does first: read its settings.
 SCRIPT = """
-import asyncio, json
+import json
 import app
 from app.core.config import get_settings
 
 settings = get_settings()
-{%- if cookiecutter.database == "sqlite" %}
-from sqlalchemy import text
-from app.db.session import create_engine
-
-async def connect() -> None:
-    engine = create_engine(settings)
-    async with engine.connect() as connection:
-        await connection.execute(text("select 1"))
-    await engine.dispose()
-
-asyncio.run(connect())
-{%- endif %}
 print(json.dumps({"package": app.__file__, "log_level": settings.LOG_LEVEL}))
 """
 
@@ -69,8 +56,4 @@ def test_an_installed_package_uses_the_working_directory(tmp_path: Path) -> None
     assert Path(seen["package"]).is_relative_to(site)
     assert seen["log_level"] == "WARNING"
     assert _files(site) == installed  # nothing written beside the package
-{%- if cookiecutter.database == "sqlite" %}
-    assert _files(work) == {".env", "app.db"}
-{%- else %}
     assert _files(work) == {".env"}
-{%- endif %}

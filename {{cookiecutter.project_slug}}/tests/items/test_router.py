@@ -7,7 +7,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.core.errors import PROBLEM_JSON
 from app.users.models import Role, User
-from tests.factories import auth_headers, create_item, create_user
+from tests.factories import auth_headers, create_user
+from tests.items.factories import create_item
 
 ITEMS = "/api/v1/items"
 

@@ -10,7 +10,8 @@ from app.items.exceptions import ItemNotFound
 from app.items.models import Item
 from app.items.schemas import ItemCreate, ItemUpdate
 from app.users.models import User
-from tests.factories import create_item, create_user
+from tests.factories import create_user
+from tests.items.factories import create_item
 
 
 async def _get(session: AsyncSession, viewer: User, item_id: uuid.UUID) -> Item:

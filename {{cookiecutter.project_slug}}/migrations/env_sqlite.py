@@ -2,25 +2,19 @@
 
 import asyncio
 import logging.config
-{%- if cookiecutter.database == "sqlite" %}
 import warnings
-{%- endif %}
 from typing import Any, Literal
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
-from sqlalchemy import Connection{% if cookiecutter.database == "postgresql" %}, NullPool{% endif %}
-{%- if cookiecutter.database == "sqlite" %}
+from sqlalchemy import Connection
 from sqlalchemy.exc import SAWarning
-{%- endif %}
-from sqlalchemy.ext.asyncio import AsyncEngine{% if cookiecutter.database == "postgresql" %}, create_async_engine{% endif %}
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.config import {% if cookiecutter.database == "postgresql" %}PROJECT_SLUG, {% endif %}get_settings
+from app.core.config import get_settings
 from app.db.base import UTCDateTime
+from app.db.engine import create_engine
 from app.db.models import Base
-{%- if cookiecutter.database == "sqlite" %}
-from app.db.session import create_engine
-{%- endif %}
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -41,14 +35,10 @@ def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str |
     return False
 
 
-{%- if cookiecutter.database == "sqlite" %}
-
-
 # SQLite cannot report expression indexes back (the unique lower(email)), so autogenerate leaves
 # them out of its comparison and says so; the tests prove they hold by writing past them.
 warnings.filterwarnings("ignore", message=".*expression-based index", category=SAWarning)
 warnings.filterwarnings("ignore", message=".*expression-based index", category=UserWarning)
-{%- endif %}
 
 
 # Batch mode lets SQLite alter tables (it copies them); other databases ignore it.
@@ -73,29 +63,9 @@ def _run_migrations(connection: Connection) -> None:
 
 
 def _migration_engine() -> AsyncEngine:
-{%- if cookiecutter.database == "postgresql" %}
-    """A connection of the migrations' own, not the app's: an index build or a backfill on a
-    big table may run far past the app's DATABASE_STATEMENT_TIMEOUT_MS, so there is no statement
-    timeout; a lock it cannot get within MIGRATION_LOCK_TIMEOUT_MS fails the migration instead
-    of queueing every request behind it (retry when the blocking transaction is gone)."""
-    settings = get_settings()
-    return create_async_engine(
-        _database_url(),
-        poolclass=NullPool,
-        connect_args={
-            "timeout": settings.DATABASE_CONNECT_TIMEOUT,
-            "server_settings": {
-                "application_name": f"{PROJECT_SLUG}-migrations",
-                "statement_timeout": "0",
-                "lock_timeout": str(settings.MIGRATION_LOCK_TIMEOUT_MS),
-            },
-        },
-    )
-{%- else %}
     """The app's engine: foreign keys on, and a write lock waited for (SQLite has no
     statement or lock timeout to lift)."""
     return create_engine(get_settings(), url=_database_url())
-{%- endif %}
 
 
 async def run_migrations_online() -> None:

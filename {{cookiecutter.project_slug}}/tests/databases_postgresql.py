@@ -1,39 +1,56 @@
-"""Throw-away databases for the tests, on the database this service was generated for.
-{%- if cookiecutter.database == "postgresql" %}
+"""Throw-away databases for the tests, on the database this service was generated for, and
+what the tests need to know about that database.
 
 Each run (and each pytest-xdist worker) gets databases of its own on the server named by
 TEST_DATABASE_URL (default: the local PostgreSQL), created empty and dropped afterwards. Where
 no server answers, the tests that need one skip with one reason.
-{%- else %}
-
-SQLite databases are files in a temporary folder, removed afterwards.
-{%- endif %}
 """
 
-{% if cookiecutter.database == "postgresql" -%}
 import asyncio
 import os
 import socket
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from functools import cache
+from typing import Any
 
 import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import NullPool, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-from app.core.config import PROJECT_SLUG
+from app.core.project import PROJECT_SLUG
 from tests import PROJECT_DIR
+from tests.outage import Outage
 
 SERVER_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
 # Unique per run and per pytest-xdist worker, and recognisable: test_<slug>_<worker>_<pid>_...
 _PREFIX = f"test_{PROJECT_SLUG[:20]}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
+
+# Whether the database runs one writing transaction at a time. PostgreSQL runs them side by
+# side and takes row locks, so a request can lose a race after its own checks passed.
+ONE_WRITER_AT_A_TIME = False
+
+# Settings of this database that the settings refuse, and the one they must name
+# (tests/core/test_config.py).
+BAD_SETTINGS: list[tuple[dict[str, Any], str]] = [
+    ({"DATABASE_POOL_SIZE": 0}, "DATABASE_POOL_SIZE"),
+    ({"DATABASE_MAX_OVERFLOW": -1}, "DATABASE_MAX_OVERFLOW"),
+    ({"DATABASE_POOL_TIMEOUT": "forever"}, "DATABASE_POOL_TIMEOUT"),
+    ({"DATABASE_STATEMENT_TIMEOUT_MS": -5}, "DATABASE_STATEMENT_TIMEOUT_MS"),
+    ({"DATABASE_CONNECT_TIMEOUT": 0}, "DATABASE_CONNECT_TIMEOUT"),
+]
+# URLs that DATABASE_URL refuses, and what its message says about each.
+REFUSED_URLS = [
+    ("postgresql://postgres@localhost/app", "uses 'postgresql'"),
+    ("sqlite+aiosqlite:///./app.db", "uses 'sqlite+aiosqlite'"),
+    ("postgresql+asyncpg://postgres@localhost", "names no database"),
+]
 
 
 async def _admin(sql: str) -> None:
@@ -86,46 +103,6 @@ def create_database(url: str) -> None:
 def drop_database(url: str) -> None:
     # WITH (FORCE) also ends connections a failed test left open (PostgreSQL 13 and later).
     asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-{%- else -%}
-import shutil
-import tempfile
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-
-import pytest
-from alembic import command
-from alembic.config import Config
-from sqlalchemy.engine import make_url
-
-from tests import PROJECT_DIR
-
-
-def unavailable_reason() -> str | None:
-    """SQLite is embedded: it is always there."""
-    return None
-
-
-def new_database_url(label: str) -> str:
-    """The URL of a database file that does not exist yet, in a folder of its own."""
-    folder = Path(tempfile.gettempdir()) / f"test-{label}-{uuid.uuid4().hex[:12]}"
-    return f"sqlite+aiosqlite:///{folder / f'{label}.db'}"
-
-
-def unreachable_database_url() -> str:
-    """A database file in a folder that does not exist: every connection attempt fails."""
-    return f"sqlite+aiosqlite:///{Path(tempfile.gettempdir()) / uuid.uuid4().hex / 'gone.db'}"
-
-
-def create_database(url: str) -> None:
-    """SQLite creates the file on first connect; its folder must exist."""
-    Path(str(make_url(url).database)).parent.mkdir(parents=True)
-
-
-def drop_database(url: str) -> None:
-    shutil.rmtree(Path(str(make_url(url).database)).parent, ignore_errors=True)
-{%- endif %}
 
 
 def alembic_config(database_url: str) -> Config:
@@ -151,3 +128,59 @@ def scratch_database(url: str, *, migrated: bool = False) -> Iterator[str]:
         yield url
     finally:
         drop_database(url)
+
+
+async def _open_transactions(url: str) -> int:
+    """Connections to the database, other than this one, inside a transaction right now."""
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            count = await connection.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"
+                )
+            )
+            return int(count or 0)
+    finally:
+        await engine.dispose()
+
+
+def no_transaction_open(url: str) -> bool:
+    """Run in a thread with no event loop (the hashing thread): is any transaction open?"""
+    return asyncio.run(_open_transactions(url)) == 0
+
+
+async def driver_in_transaction(session: AsyncSession) -> bool:
+    """What the database driver itself says: is this session's connection in a transaction?"""
+    raw = await (await session.connection()).get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    return bool(driver.is_in_transaction())
+
+
+@asynccontextmanager
+async def writer_holding_a_lock(url: str) -> AsyncIterator[None]:
+    """Another client in a transaction that locks the users table against every writer."""
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection, connection.begin():
+            await connection.execute(text("LOCK TABLE users IN EXCLUSIVE MODE"))
+            yield
+    finally:
+        await engine.dispose()
+
+
+@contextmanager
+def unreached_database(migrated_database: str) -> Iterator[tuple[str, Callable[[], None]]]:
+    """A DATABASE_URL the server cannot reach yet, and what makes it reachable.
+
+    The migrated database, through a loopback port where nothing listens until `reach()`
+    starts a proxy to the real server there.
+    """
+    real = make_url(migrated_database)
+    proxy = Outage(real.host or "127.0.0.1", real.port or 5432)
+    try:
+        yield real.set(host="127.0.0.1", port=proxy.port).render_as_string(False), proxy.restore
+    finally:
+        proxy.close()

@@ -73,29 +73,9 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_refresh_tokens_family_id"), "refresh_tokens", ["family_id"])
     op.create_index(op.f("ix_refresh_tokens_user_id"), "refresh_tokens", ["user_id"])
-{%- if cookiecutter.include_example_resource %}
-
-    op.create_table(
-        "items",
-        sa.Column("owner_id", sa.Uuid(), nullable=False),
-        sa.Column("title", sa.String(length=200), nullable=False),
-        sa.Column("description", sa.Text(), nullable=True),
-        sa.Column("id", sa.Uuid(), nullable=False),
-        *_timestamps(),
-        sa.ForeignKeyConstraint(
-            ["owner_id"], ["users.id"], name=op.f("fk_items_owner_id_users"), ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_items")),
-    )
-    op.create_index(op.f("ix_items_owner_id"), "items", ["owner_id"])
-{%- endif %}
 
 
 def downgrade() -> None:
-{%- if cookiecutter.include_example_resource %}
-    op.drop_index(op.f("ix_items_owner_id"), table_name="items")
-    op.drop_table("items")
-{%- endif %}
     op.drop_index(op.f("ix_refresh_tokens_user_id"), table_name="refresh_tokens")
     op.drop_index(op.f("ix_refresh_tokens_family_id"), table_name="refresh_tokens")
     op.drop_table("refresh_tokens")

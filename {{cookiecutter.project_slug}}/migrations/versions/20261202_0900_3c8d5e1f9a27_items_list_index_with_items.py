@@ -6,15 +6,12 @@ Create Date: 2026-12-02 09:00:00
 
 `GET /items` reads a user's items newest first (`ORDER BY created_at DESC, id DESC`). An index
 on (owner_id, created_at, id), read backwards, yields a page in that order without sorting the
-user's items; it also serves every lookup by owner, so the single-column index goes.{% if not cookiecutter.include_example_resource %}
-(This project has no items: the revision keeps the history the same as in projects that do.){% endif %}
+user's items; it also serves every lookup by owner, so the single-column index goes.
 """
 
 from collections.abc import Sequence
-{%- if cookiecutter.include_example_resource %}
 
 from alembic import op
-{%- endif %}
 
 revision: str = "3c8d5e1f9a27"
 down_revision: str | None = "f0363c7818c0"
@@ -23,18 +20,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-{%- if cookiecutter.include_example_resource %}
     op.create_index("ix_items_owner_id_created_at_id", "items", ["owner_id", "created_at", "id"])
     op.drop_index("ix_items_owner_id", table_name="items")
-{%- else %}
-    pass
-{%- endif %}
 
 
 def downgrade() -> None:
-{%- if cookiecutter.include_example_resource %}
     op.create_index("ix_items_owner_id", "items", ["owner_id"])
     op.drop_index("ix_items_owner_id_created_at_id", table_name="items")
-{%- else %}
-    pass
-{%- endif %}

@@ -2,16 +2,10 @@
 
 from app.auth.models import RefreshToken
 from app.db.base import Base
-{%- if cookiecutter.include_example_resource %}
-from app.items.models import Item
-{%- endif %}
 from app.users.models import User
 
 __all__ = [
     "Base",
-{%- if cookiecutter.include_example_resource %}
-    "Item",
-{%- endif %}
     "RefreshToken",
     "User",
 ]

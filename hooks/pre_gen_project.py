@@ -52,6 +52,7 @@ RESERVED_SLUGS = frozenset(
         "deploy",
         "email_validator",
         "fastapi",
+        "fastapi_swagger",
         "greenlet",
         "hatchling",
         "httpx",

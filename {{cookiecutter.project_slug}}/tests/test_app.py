@@ -29,6 +29,7 @@ from app.core.config import Settings
 from app.core.errors import PROBLEM_JSON
 from app.core.http_cache import IfMatch, IfNoneMatch, private_cache
 from app.core.schemas import FORBIDDEN_CHARACTER
+from app.db.session import get_session, get_sessionmaker
 from app.main import create_app
 from app.routing import checks_the_account, include_checked_by_route
 
@@ -133,6 +134,22 @@ def test_every_protected_route_checks_the_account_in_the_database() -> None:
     # The read of one's own account checks it in its own query, with no separate check.
     me = next(r for r in protected if r.path == "/api/v1/users/me" and "GET" in r.methods)
     assert get_principal not in _calls(me.dependant)
+
+
+# Reads of one resource whose session lives only for their query (see How a request flows).
+SHORT_SESSION_READS = ("/api/v1/users/me", "/api/v1/items/{item_id}")
+
+
+def test_reads_of_one_resource_hold_no_session_around_the_request() -> None:
+    """Their dependency opens and closes its session around the one query: no `SessionDep`
+    (a dependency that yields, entered and left around the whole request) on their path."""
+    reads = {r.path: r for r in _api_routes(create_app()) if "GET" in r.methods}
+    found = [path for path in SHORT_SESSION_READS if path in reads]
+    assert "/api/v1/users/me" in found
+    for path in found:
+        calls = _calls(reads[path].dependant)
+        assert get_session not in calls, path
+        assert get_sessionmaker in calls, path  # the factory the tests swap
 
 
 def test_a_router_included_without_the_account_check_needs_one_on_every_route() -> None:

@@ -7,10 +7,11 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.exceptions import AdminRequired, InvalidToken
 from app.core.security import AccessClaims, InvalidTokenError, Passwords, Tokens
-from app.db.session import SessionDep
+from app.db.session import SessionDep, SessionmakerDep
 from app.users import service as users_service
 from app.users.models import Principal, User
 
@@ -87,10 +88,7 @@ async def get_principal(session: SessionDep, claims: TokenClaims) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-@checks_account
-async def get_current_user(session: SessionDep, claims: TokenClaims) -> User:
-    """The caller's whole account, for the routes that show or change it, loaded by the query
-    that checks it."""
+async def _checked_account(session: AsyncSession, claims: AccessClaims) -> User:
     user = await users_service.get_account(
         session, user_id=claims.user_id, token_version=claims.token_version
     )
@@ -99,7 +97,29 @@ async def get_current_user(session: SessionDep, claims: TokenClaims) -> User:
     return user
 
 
+@checks_account
+async def get_current_user(session: SessionDep, claims: TokenClaims) -> User:
+    """The caller's whole account, for the routes that show or change it, loaded by the query
+    that checks it."""
+    return await _checked_account(session, claims)
+
+
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+@checks_account
+async def get_current_user_to_read(factory: SessionmakerDep, claims: TokenClaims) -> User:
+    """`get_current_user` for a route that only reads: its session lives just for the query.
+
+    A dependency that yields (`SessionDep`) is entered and left around the whole request, on
+    every request; a read needs the session for one query, so it opens and closes it here, and
+    the connection goes back to the pool before the response is written.
+    """
+    async with factory() as session:
+        return await _checked_account(session, claims)
+
+
+CurrentUserToRead = Annotated[User, Depends(get_current_user_to_read)]
 
 
 async def get_admin(principal: CurrentPrincipal) -> Principal:

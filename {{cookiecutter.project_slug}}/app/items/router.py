@@ -13,7 +13,7 @@ from app.core.http_cache import IfMatch, IfNoneMatch, read_responses, write_resp
 from app.core.schemas import Page, PageQuery
 from app.db.session import SessionDep
 from app.items import service
-from app.items.dependencies import OwnedItem
+from app.items.dependencies import OwnedItem, OwnedItemToRead
 from app.items.schemas import ItemCreate, ItemRead, ItemUpdate
 
 router = APIRouter(responses=problem_responses(422))
@@ -54,7 +54,7 @@ async def list_items(
     response_model=ItemRead,
     responses={**read_responses(), **problem_responses(404)},
 )
-async def read_item(item: OwnedItem, if_none_match: IfNoneMatch) -> Response:
+async def read_item(item: OwnedItemToRead, if_none_match: IfNoneMatch) -> Response:
     """With its ETag; 304 and no body if `If-None-Match` names it."""
     return if_none_match.respond(ItemRead.model_validate(item))
 

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response, status
 
-from app.auth.dependencies import CurrentUser, PasswordsDep, get_admin
+from app.auth.dependencies import CurrentUser, CurrentUserToRead, PasswordsDep, get_admin
 from app.core.errors import problem_responses
 from app.core.http_cache import IfMatch, IfNoneMatch, read_responses, write_responses
 from app.core.ratelimit import limit_failures
@@ -21,7 +21,7 @@ admin_router = APIRouter(dependencies=[Depends(get_admin)], responses=problem_re
 
 
 @router.get("/me", response_model=UserRead, responses=read_responses())
-async def read_me(user: CurrentUser, if_none_match: IfNoneMatch) -> Response:
+async def read_me(user: CurrentUserToRead, if_none_match: IfNoneMatch) -> Response:
     return if_none_match.respond(UserRead.model_validate(user))
 
 

@@ -5,6 +5,7 @@ from app.db.base import Base
 {%- if cookiecutter.include_example_resource %}
 from app.items.models import Item
 {%- endif %}
+from app.jobs.models import Job
 from app.users.models import User
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
 {%- if cookiecutter.include_example_resource %}
     "Item",
 {%- endif %}
+    "Job",
     "RefreshToken",
     "User",
 ]

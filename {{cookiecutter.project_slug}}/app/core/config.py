@@ -167,6 +167,37 @@ class Settings(BaseSettings):
     DOCS_ENABLED: bool | None = None
     LOG_LEVEL: str = "INFO"
 
+    # --- Background jobs (README, "Background jobs") -----------------------------------------
+    # Run jobs in this process (the embedded runner, one per worker). Off: it only enqueues.
+    JOBS_ENABLED: bool = True
+    # Jobs one process runs at once.
+    JOBS_CONCURRENCY: int = Field(default=4, ge=1, le=100)
+    # Seconds between looks at the queue when nothing woke the runner (a commit in the same
+    # process wakes it at once; other processes' jobs wait for this).
+    JOBS_POLL_SECONDS: float = Field(default=1.0, gt=0, le=300)
+    # A job running longer is cancelled and counts as failed; it must end before its lease.
+    JOBS_TIMEOUT_SECONDS: float = Field(default=30, gt=0, le=3600)
+    # How long a claim holds a job: a runner that dies mid-job delays it this long at most.
+    JOBS_LEASE_SECONDS: float = Field(default=60, gt=0, le=7200)
+    # Tries before a job is kept as dead, with its last error.
+    JOBS_MAX_ATTEMPTS: int = Field(default=5, ge=1, le=100)
+    # Retry n waits a random time up to JOBS_BACKOFF_SECONDS x 2^(n-1), at most the maximum.
+    JOBS_BACKOFF_SECONDS: float = Field(default=2, gt=0, le=3600)
+    JOBS_BACKOFF_MAX_SECONDS: float = Field(default=600, gt=0, le=86_400)
+    # On shutdown, after the requests drained: how long running jobs may finish before they
+    # are handed back to the queue (another runner starts them again).
+    JOBS_SHUTDOWN_SECONDS: float = Field(default=2, ge=0, le=600)
+
+    # --- Email (sent by jobs, never inside a request) ----------------------------------------
+    EMAIL_BACKEND: EmailBackend = EmailBackend.LOG
+    EMAIL_FROM: NameEmail = NameEmail(PROJECT_NAME, "noreply@example.com")
+    SMTP_HOST: str | None = None
+    SMTP_PORT: int = Field(default=587, ge=1, le=65535)
+    SMTP_TLS: SmtpSecurity = SmtpSecurity.STARTTLS
+    SMTP_USERNAME: str | None = None
+    SMTP_PASSWORD: SecretStr | None = None
+    SMTP_TIMEOUT_SECONDS: float = Field(default=10, gt=0, le=300)
+
     # --- Rate limits and request hardening ---------------------------------------------------
     # Limits in the notation of the `limits` library: "5/minute", "100 per hour", or several
     # joined by ";" ("10/minute;100/day"). Each counts requests in a moving window.
@@ -208,38 +239,6 @@ class Settings(BaseSettings):
             raise ValueError(message) from None
         return url
 {%- endif %}
-
-
-    # --- Background jobs (README, "Background jobs") -----------------------------------------
-    # Run jobs in this process (the embedded runner, one per worker). Off: it only enqueues.
-    JOBS_ENABLED: bool = True
-    # Jobs one process runs at once.
-    JOBS_CONCURRENCY: int = Field(default=4, ge=1, le=100)
-    # Seconds between looks at the queue when nothing woke the runner (a commit in the same
-    # process wakes it at once; other processes' jobs wait for this).
-    JOBS_POLL_SECONDS: float = Field(default=1.0, gt=0, le=300)
-    # A job running longer is cancelled and counts as failed; it must end before its lease.
-    JOBS_TIMEOUT_SECONDS: float = Field(default=30, gt=0, le=3600)
-    # How long a claim holds a job: a runner that dies mid-job delays it this long at most.
-    JOBS_LEASE_SECONDS: float = Field(default=60, gt=0, le=7200)
-    # Tries before a job is kept as dead, with its last error.
-    JOBS_MAX_ATTEMPTS: int = Field(default=5, ge=1, le=100)
-    # Retry n waits a random time up to JOBS_BACKOFF_SECONDS x 2^(n-1), at most the maximum.
-    JOBS_BACKOFF_SECONDS: float = Field(default=2, gt=0, le=3600)
-    JOBS_BACKOFF_MAX_SECONDS: float = Field(default=600, gt=0, le=86_400)
-    # On shutdown, after the requests drained: how long running jobs may finish before they
-    # are handed back to the queue (another runner starts them again).
-    JOBS_SHUTDOWN_SECONDS: float = Field(default=2, ge=0, le=600)
-
-    # --- Email (sent by jobs, never inside a request) ----------------------------------------
-    EMAIL_BACKEND: EmailBackend = EmailBackend.LOG
-    EMAIL_FROM: NameEmail = NameEmail(PROJECT_NAME, "noreply@example.com")
-    SMTP_HOST: str | None = None
-    SMTP_PORT: int = Field(default=587, ge=1, le=65535)
-    SMTP_TLS: SmtpSecurity = SmtpSecurity.STARTTLS
-    SMTP_USERNAME: str | None = None
-    SMTP_PASSWORD: SecretStr | None = None
-    SMTP_TIMEOUT_SECONDS: float = Field(default=10, gt=0, le=300)
 
     @property
     def rate_limit_storage(self) -> tuple[str, dict[str, float | str | bool]]:

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import app.jobs.catalog  # noqa: F401 - registers every job function
 from app.core.config import Settings
+from app.core.errors import is_database_unavailable
 from app.core.logging import request_id_var
 from app.db.base import utcnow
 from app.jobs import service
@@ -64,6 +65,7 @@ class JobRunner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._main: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
+        self._trouble: str | None = None  # what keeps the queue from being read, if anything
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -118,12 +120,33 @@ class JobRunner:
                     elif due is not None:
                         wait = min(poll, (due - now).total_seconds())
             except (SQLAlchemyError, OSError) as error:
-                # The database is down: the jobs are safe in it; look again at the next poll.
-                logger.warning(
-                    "jobs: cannot reach the queue", extra={"error": type(error).__name__}
-                )
+                # The jobs are safe in the database; look again at the next poll.
+                self._report(error)
+            else:
+                self._report(None)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
+
+    def _report(self, error: Exception | None) -> None:
+        """One log line when the queue cannot be read, and one when it can again: not one
+        per poll."""
+        if error is None:
+            if self._trouble is not None:
+                logger.info("jobs: the queue can be read again", extra={"runner": self.id})
+            self._trouble = None
+            return
+        outage = not isinstance(error, SQLAlchemyError) or is_database_unavailable(error)
+        trouble = "outage" if outage else type(error).__name__
+        if trouble == self._trouble:
+            return
+        self._trouble = trouble
+        if outage:
+            logger.warning("jobs: cannot reach the queue", extra={"error": type(error).__name__})
+        else:  # a missing table, a schema of another version: not something waiting fixes
+            logger.error(
+                "jobs: cannot read the queue; is the database migrated (`make migrate`)?",
+                extra={"error": type(error).__name__},
+            )
 
     async def _claim_one(self) -> bool:
         async with self._sessionmaker() as session, session.begin():

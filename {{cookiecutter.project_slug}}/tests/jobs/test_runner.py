@@ -1,6 +1,7 @@
 """The queue and the embedded runner, on a database of their own, with real commits."""
 
 import asyncio
+import logging
 import time
 import uuid
 from datetime import timedelta
@@ -9,13 +10,15 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import update
 
+from app.core.config import Settings
 from app.db.base import utcnow
-from app.db.session import WriteInReadOnlySession, create_sessionmaker
+from app.db.session import WriteInReadOnlySession, create_engine, create_sessionmaker
 from app.jobs import service
 from app.jobs.exceptions import JobNotDead, JobNotFound
 from app.jobs.models import Job, JobStatus
 from app.jobs.registry import JobContext, job
-from tests.jobs.conftest import RUNS, Queue, block, eventually, flaky, record
+from app.jobs.runner import JobRunner
+from tests.jobs.conftest import FAST_JOBS, RUNS, Queue, block, eventually, flaky, record
 
 
 async def _enqueue(queue: Queue, *keys: str, seconds: float = 0.0) -> list[uuid.UUID]:
@@ -220,3 +223,22 @@ def test_backoff_is_exponential_with_full_jitter() -> None:
         assert all(0 <= delay <= ceiling for delay in delays)
         assert max(delays) > ceiling / 2  # spread over the range, not fixed
         assert len(set(delays)) > 100
+
+
+async def test_an_unmigrated_database_is_reported_once_not_at_every_poll(
+    empty_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(**{**FAST_JOBS, "DATABASE_URL": empty_database, "JOBS_POLL_SECONDS": 0.02})
+    engine = create_engine(settings)
+    runner = JobRunner(
+        settings,
+        sessionmaker=create_sessionmaker(engine),
+        read_sessionmaker=create_sessionmaker(engine, read_only=True),
+    )
+    with caplog.at_level(logging.INFO, logger="app.jobs.runner"):
+        runner.start()
+        await asyncio.sleep(0.3)  # a dozen polls
+        await runner.stop()
+    await engine.dispose()
+    problems = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert problems == ["jobs: cannot read the queue; is the database migrated (`make migrate`)?"]

@@ -38,6 +38,8 @@ SLUG_MAX_LENGTH = 64
 # test checks that every dependency of every option is listed.
 RESERVED_SLUGS = frozenset(
     {
+        "aiosmtpd",
+        "aiosmtplib",
         "aiosqlite",
         "alembic",
         "anyio",

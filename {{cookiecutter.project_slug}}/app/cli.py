@@ -6,6 +6,9 @@ line (it would land in shell history and `ps`).
 
 `prune-tokens` deletes the refresh tokens of logins that ended (every token revoked or
 expired) more than `--keep-days` ago; run it on a schedule.
+
+`jobs list [--dead]` shows the background jobs still queued, or only the dead ones with their
+last error; `jobs retry ID` puts a dead job back in the queue with all its tries.
 """
 
 import argparse
@@ -13,6 +16,7 @@ import asyncio
 import getpass
 import os
 import sys
+import uuid
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +32,8 @@ from app.core.errors import AppError, is_database_unavailable
 from app.core.security import Passwords
 from app.db.engine import create_engine
 from app.db.session import create_sessionmaker
+from app.jobs import service as jobs_service
+from app.jobs.models import JobStatus
 from app.users import service
 from app.users.models import Role
 from app.users.schemas import UserCreate
@@ -97,6 +103,48 @@ async def prune_tokens(keep_days: int) -> str:
         await engine.dispose()
 
 
+# Jobs `jobs list` shows at most.
+JOBS_LIST_LIMIT = 100
+
+
+async def list_jobs(*, dead_only: bool) -> str:
+    """The queued jobs (or only the dead ones), oldest first, one line each."""
+    engine = create_engine(get_settings())
+    try:
+        await _ensure_migrated(engine, "jobs")
+        async with create_sessionmaker(engine)() as session, session.begin():
+            jobs, total = await jobs_service.list_jobs(
+                session,
+                status=JobStatus.DEAD if dead_only else None,
+                limit=JOBS_LIST_LIMIT,
+                offset=0,
+            )
+    finally:
+        await engine.dispose()
+    what = "dead jobs" if dead_only else "queued jobs"
+    lines = [f"{total} {what}" + (f" (the first {len(jobs)})" if total > len(jobs) else "")]
+    for job in jobs:
+        created = f"{job.created_at:%Y-%m-%dT%H:%M:%SZ}"
+        line = f"{job.id}  {job.status}  attempts={job.attempts}  {job.name}  {created}"
+        first_error_line = (job.last_error or "").strip().partition("\n")[0]
+        if first_error_line:
+            line += f"  last error: {first_error_line}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+async def retry_job(job_id: uuid.UUID) -> str:
+    """Put a dead job back in the queue, due now, with all its tries."""
+    engine = create_engine(get_settings())
+    try:
+        await _ensure_migrated(engine, "jobs")
+        async with create_sessionmaker(engine)() as session, session.begin():
+            job = await jobs_service.retry_job(session, job_id=job_id)
+            return f"job {job.id} ({job.name}) is queued again; a runner starts it shortly"
+    finally:
+        await engine.dispose()
+
+
 def _run(command: Coroutine[Any, Any, str]) -> None:
     """Run a command and print its outcome. Database outages, database errors and refusals
     each get one line of their own; anything else is a bug and shows its traceback."""
@@ -145,6 +193,26 @@ def prune_tokens_main(argv: list[str] | None = None) -> None:
     if args.keep_days < 0:
         parser.error("--keep-days must be 0 or more")
     _run(prune_tokens(args.keep_days))
+
+
+def jobs_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="jobs", description="Show the background jobs, and retry the dead ones."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list", help="jobs still queued (pending, running or dead)")
+    listing.add_argument("--dead", action="store_true", help="only the dead ones")
+    retry = commands.add_parser("retry", help="queue a dead job again")
+    retry.add_argument("job_id", metavar="ID")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        _run(list_jobs(dead_only=args.dead))
+        return
+    try:
+        job_id = uuid.UUID(args.job_id)
+    except ValueError:
+        parser.error(f"{args.job_id!r} is not a job id (a UUID, as `jobs list` shows)")
+    _run(retry_job(job_id))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from app.core.ratelimit import RateLimiter
 from app.core.security import Passwords, Tokens
 from app.db.engine import create_engine
 from app.db.session import create_sessionmaker
+from app.jobs.runner import JobRunner
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +38,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings)
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.read_sessionmaker = create_sessionmaker(engine, read_only=True)
+        # The embedded job runner: one per worker process, on this process's pool.
+        runner = None
+        if settings.JOBS_ENABLED:
+            runner = JobRunner(
+                settings,
+                sessionmaker=app.state.sessionmaker,
+                read_sessionmaker=app.state.read_sessionmaker,
+            )
+            runner.start()
         try:
             yield
         finally:
+            if runner is not None:
+                await runner.stop()  # finishes or hands back its jobs, before the pool closes
             await engine.dispose()
             app.state.rate_limiter.close()
             app.state.passwords.close()

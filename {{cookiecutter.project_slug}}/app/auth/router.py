@@ -9,7 +9,6 @@ from app.auth.schemas import LoginFormDep, RefreshRequest, TokenPair
 from app.core.errors import problem_responses
 from app.core.ratelimit import limit_login, limit_login_failures, limit_register
 from app.db.session import SessionDep
-from app.users import service as users_service
 from app.users.schemas import UserCreate, UserRead
 
 router = APIRouter()
@@ -30,8 +29,9 @@ async def no_store(response: Response) -> None:
     dependencies=[Depends(limit_register)],
 )
 async def register(session: SessionDep, passwords: PasswordsDep, data: UserCreate) -> UserRead:
-    """Create an account. The email is unique, whatever its case."""
-    user = await users_service.create_user(session, passwords=passwords, data=data)
+    """Create an account. The email is unique, whatever its case. A welcome email follows
+    (a background job, stored with the account)."""
+    user = await service.register(session, passwords=passwords, data=data)
     return UserRead.model_validate(user)
 
 

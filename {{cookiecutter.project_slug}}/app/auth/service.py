@@ -1,4 +1,4 @@
-"""Login, refresh-token rotation with reuse detection, and logout (one login or all).
+"""Registration, login, refresh-token rotation with reuse detection, and logout (one login or all).
 
 The objects built from the settings (`Tokens`, `Passwords`) come in as keyword arguments.
 """
@@ -16,8 +16,19 @@ from app.auth.schemas import TokenPair
 from app.core.errors import is_foreign_key_violation
 from app.core.security import Passwords, Tokens, digest_refresh_token, new_refresh_token
 from app.db.session import end_read_only_transaction
+from app.jobs.service import enqueue
+from app.users.jobs import send_welcome_email
 from app.users.models import User
-from app.users.service import get_user_by_email, lock_user
+from app.users.schemas import UserCreate
+from app.users.service import create_user, get_user_by_email, lock_user
+
+
+async def register(session: AsyncSession, *, passwords: Passwords, data: UserCreate) -> User:
+    """Create an account, and in the same transaction the job that welcomes it: the email
+    goes out only if the account is stored, and is not lost if it is."""
+    user = await create_user(session, passwords=passwords, data=data)
+    await enqueue(session, send_welcome_email, user_id=user.id)
+    return user
 
 
 async def authenticate(

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     IPvAnyAddress,
     IPvAnyNetwork,
+    NameEmail,
     SecretStr,
     ValidationError,
     field_validator,
@@ -57,6 +58,17 @@ class Environment(StrEnum):
     LOCAL = "local"
     TEST = "test"
     PRODUCTION = "production"
+
+
+class EmailBackend(StrEnum):
+    SMTP = "smtp"  # send through SMTP_HOST
+    LOG = "log"  # write each message to the log instead (local development, tests)
+
+
+class SmtpSecurity(StrEnum):
+    STARTTLS = "starttls"  # connect in plain text, then upgrade with STARTTLS (port 587)
+    TLS = "tls"  # TLS from the first byte (implicit TLS, port 465)
+    NONE = "none"  # no encryption: a relay on the same host or network only
 
 
 class Settings(DatabaseSettings, RateLimitStorageSettings, BaseSettings):
@@ -114,6 +126,37 @@ class Settings(DatabaseSettings, RateLimitStorageSettings, BaseSettings):
     CORS_ORIGINS: Annotated[list[str], NoDecode] = []
     DOCS_ENABLED: bool | None = None
     LOG_LEVEL: str = "INFO"
+
+    # --- Background jobs (README, "Background jobs") -----------------------------------------
+    # Run jobs in this process (the embedded runner, one per worker). Off: it only enqueues.
+    JOBS_ENABLED: bool = True
+    # Jobs one process runs at once.
+    JOBS_CONCURRENCY: int = Field(default=4, ge=1, le=100)
+    # Seconds between looks at the queue when nothing woke the runner (a commit in the same
+    # process wakes it at once; other processes' jobs wait for this).
+    JOBS_POLL_SECONDS: float = Field(default=1.0, gt=0, le=300)
+    # A job running longer is cancelled and counts as failed; it must end before its lease.
+    JOBS_TIMEOUT_SECONDS: float = Field(default=30, gt=0, le=3600)
+    # How long a claim holds a job: a runner that dies mid-job delays it this long at most.
+    JOBS_LEASE_SECONDS: float = Field(default=60, gt=0, le=7200)
+    # Tries before a job is kept as dead, with its last error.
+    JOBS_MAX_ATTEMPTS: int = Field(default=5, ge=1, le=100)
+    # Retry n waits a random time up to JOBS_BACKOFF_SECONDS x 2^(n-1), at most the maximum.
+    JOBS_BACKOFF_SECONDS: float = Field(default=2, gt=0, le=3600)
+    JOBS_BACKOFF_MAX_SECONDS: float = Field(default=600, gt=0, le=86_400)
+    # On shutdown, after the requests drained: how long running jobs may finish before they
+    # are handed back to the queue (another runner starts them again).
+    JOBS_SHUTDOWN_SECONDS: float = Field(default=2, ge=0, le=600)
+
+    # --- Email (sent by jobs, never inside a request) ----------------------------------------
+    EMAIL_BACKEND: EmailBackend = EmailBackend.LOG
+    EMAIL_FROM: NameEmail = NameEmail(PROJECT_NAME, "noreply@example.com")
+    SMTP_HOST: str | None = None
+    SMTP_PORT: int = Field(default=587, ge=1, le=65535)
+    SMTP_TLS: SmtpSecurity = SmtpSecurity.STARTTLS
+    SMTP_USERNAME: str | None = None
+    SMTP_PASSWORD: SecretStr | None = None
+    SMTP_TIMEOUT_SECONDS: float = Field(default=10, gt=0, le=300)
 
     # --- Rate limits and request hardening ---------------------------------------------------
     # Limits in the notation of the `limits` library: "5/minute", "100 per hour", or several
@@ -274,6 +317,34 @@ class Settings(DatabaseSettings, RateLimitStorageSettings, BaseSettings):
         if self.JWT_ACTIVE_KID is not None and self.JWT_ACTIVE_KID not in self.jwt_keys:
             raise ValueError(f"JWT_ACTIVE_KID is not a key id of the keyring ({known})")
         return self
+
+    @model_validator(mode="after")
+    def _check_jobs(self) -> Self:
+        if self.JOBS_TIMEOUT_SECONDS >= self.JOBS_LEASE_SECONDS:
+            raise ValueError(
+                "JOBS_TIMEOUT_SECONDS must be below JOBS_LEASE_SECONDS, so that no job is "
+                "still running when its lease lets another runner claim it"
+            )
+        if self.JOBS_BACKOFF_SECONDS > self.JOBS_BACKOFF_MAX_SECONDS:
+            raise ValueError("JOBS_BACKOFF_SECONDS may not exceed JOBS_BACKOFF_MAX_SECONDS")
+        return self
+
+    @model_validator(mode="after")
+    def _check_email(self) -> Self:
+        if self.EMAIL_BACKEND is EmailBackend.SMTP and not self.SMTP_HOST:
+            raise ValueError("SMTP_HOST must be set when EMAIL_BACKEND is smtp")
+        if (self.SMTP_USERNAME is None) != (self.SMTP_PASSWORD is None):
+            raise ValueError("SMTP_USERNAME and SMTP_PASSWORD are set together, or neither")
+        return self
+
+    @field_validator("SMTP_HOST")
+    @classmethod
+    def _check_smtp_host(cls, host: str | None) -> str | None:
+        if host is None or not host.strip():
+            return None  # unset (an empty line in .env too)
+        if any(char in host for char in "/@ "):
+            raise ValueError(f"{host!r} is not a host name or address such as smtp.example.com")
+        return host.strip()
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Self:

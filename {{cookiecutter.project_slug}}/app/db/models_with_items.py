@@ -3,11 +3,13 @@
 from app.auth.models import RefreshToken
 from app.db.base import Base
 from app.items.models import Item
+from app.jobs.models import Job
 from app.users.models import User
 
 __all__ = [
     "Base",
     "Item",
+    "Job",
     "RefreshToken",
     "User",
 ]

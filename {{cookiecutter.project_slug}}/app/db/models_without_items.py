@@ -2,10 +2,12 @@
 
 from app.auth.models import RefreshToken
 from app.db.base import Base
+from app.jobs.models import Job
 from app.users.models import User
 
 __all__ = [
     "Base",
+    "Job",
     "RefreshToken",
     "User",
 ]

@@ -1,0 +1,248 @@
+"""The embedded runner: jobs run in the service's own process, from the database.
+
+One runner per worker process, started and stopped by the app's lifespan (app/main.py). It
+runs up to JOBS_CONCURRENCY jobs at once, each as a task of the event loop. It looks for due
+jobs when woken (a commit in this process enqueued one, or a job of its own finished), and
+otherwise every JOBS_POLL_SECONDS, or sooner when it knows a job falls due sooner (a retry's
+backoff, another runner's lease). Looking is one read (`next_due`); only a due job costs a
+claim, so an idle runner never takes SQLite's write lock.
+
+Each job runs under JOBS_TIMEOUT_SECONDS, below its lease (JOBS_LEASE_SECONDS), so a job is
+never still running when another runner may claim it; the one case left is a runner that
+stopped without handing its job back (killed, or its machine lost), whose job is claimed
+again once the lease passes: delivery is at least once. On shutdown the runner claims no
+more, lets running jobs finish for JOBS_SHUTDOWN_SECONDS, then cancels them and hands them
+back (their lease released, the try not counted), so another runner starts them at once.
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from datetime import timedelta
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+import app.jobs.catalog  # noqa: F401 - registers every job function
+from app.core.config import Settings
+from app.core.errors import is_database_unavailable
+from app.core.logging import request_id_var
+from app.db.base import utcnow
+from app.jobs import service
+from app.jobs.exceptions import UnknownJob
+from app.jobs.models import RUNNER_ID_MAX_LENGTH, JobStatus
+from app.jobs.registry import JobContext, get_job_function
+from app.jobs.service import ClaimedJob
+
+logger = logging.getLogger(__name__)
+
+# A due job another runner is claiming right now: look again this soon.
+_CONTENDED_WAIT_SECONDS = 0.05
+
+
+def _runner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"[-RUNNER_ID_MAX_LENGTH:]
+
+
+class JobRunner:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        read_sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> None:
+        self.id = _runner_id()
+        self._settings = settings
+        self._sessionmaker = sessionmaker
+        self._read_sessionmaker = read_sessionmaker
+        self._lease = timedelta(seconds=settings.JOBS_LEASE_SECONDS)
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._main: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+        self._trouble: str | None = None  # what keeps the queue from being read, if anything
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._main = asyncio.create_task(self._poll(), name="jobs-runner")
+        service.add_waker(self.wake)
+        logger.info(
+            "jobs: runner started",
+            extra={"runner": self.id, "concurrency": self._settings.JOBS_CONCURRENCY},
+        )
+
+    def wake(self) -> None:
+        """Look for due jobs now. Safe from any thread."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def stop(self) -> None:
+        """Claim no more; let running jobs finish within JOBS_SHUTDOWN_SECONDS, then cancel
+        them, which hands them back."""
+        service.remove_waker(self.wake)
+        if self._main is not None:
+            self._main.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._main
+        running = set(self._running)
+        handed_back = 0
+        if running:
+            _, unfinished = await asyncio.wait(
+                running, timeout=self._settings.JOBS_SHUTDOWN_SECONDS
+            )
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
+            handed_back = len(unfinished)
+        logger.info("jobs: runner stopped", extra={"runner": self.id, "handed_back": handed_back})
+
+    # --- The loop ---------------------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        poll = self._settings.JOBS_POLL_SECONDS
+        while True:
+            self._wake.clear()
+            wait = poll
+            try:
+                if len(self._running) < self._settings.JOBS_CONCURRENCY:
+                    async with self._read_sessionmaker() as session:
+                        due = await service.next_due(session)
+                    now = utcnow()
+                    if due is not None and due <= now:
+                        if await self._claim_one():
+                            continue
+                        wait = min(poll, _CONTENDED_WAIT_SECONDS)
+                    elif due is not None:
+                        wait = min(poll, (due - now).total_seconds())
+            except (SQLAlchemyError, OSError) as error:
+                # The jobs are safe in the database; look again at the next poll.
+                self._report(error)
+            else:
+                self._report(None)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+
+    def _report(self, error: Exception | None) -> None:
+        """One log line when the queue cannot be read, and one when it can again: not one
+        per poll."""
+        if error is None:
+            if self._trouble is not None:
+                logger.info("jobs: the queue can be read again", extra={"runner": self.id})
+            self._trouble = None
+            return
+        outage = not isinstance(error, SQLAlchemyError) or is_database_unavailable(error)
+        trouble = "outage" if outage else type(error).__name__
+        if trouble == self._trouble:
+            return
+        self._trouble = trouble
+        if outage:
+            logger.warning("jobs: cannot reach the queue", extra={"error": type(error).__name__})
+        else:  # a missing table, a schema of another version: not something waiting fixes
+            logger.error(
+                "jobs: cannot read the queue; is the database migrated (`make migrate`)?",
+                extra={"error": type(error).__name__},
+            )
+
+    async def _claim_one(self) -> bool:
+        async with self._sessionmaker() as session, session.begin():
+            job = await service.claim_job(session, runner_id=self.id, lease=self._lease)
+        if job is None:
+            return False
+        task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+        self._running.add(task)
+        task.add_done_callback(self._finished)
+        return True
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._wake.set()  # a slot is free
+
+    # --- One job ----------------------------------------------------------------------------
+
+    async def _run(self, job: ClaimedJob) -> None:
+        # The job's log lines carry the id of the request that enqueued it.
+        request_id_var.set(job.request_id or f"job-{job.id}")
+        log = {"job_id": str(job.id), "job": job.name, "attempt": job.attempt}
+        max_attempts = self._settings.JOBS_MAX_ATTEMPTS
+        if job.attempt > max_attempts:
+            # Claimed again after its lease passed, as many times as it may be tried: each
+            # runner that took it stopped (or was killed) while running it.
+            error = f"LeaseExpired: the runner stopped while running it, {max_attempts} times"
+            await self._fail(job, error, log)
+            return
+        context = JobContext(
+            id=job.id,
+            name=job.name,
+            attempt=job.attempt,
+            request_id=job.request_id,
+            settings=self._settings,
+            sessionmaker=self._sessionmaker,
+            read_sessionmaker=self._read_sessionmaker,
+        )
+        started = time.perf_counter()
+        try:
+            function = get_job_function(job.name)
+            if function is None:
+                raise UnknownJob(f"no job function is registered as {job.name!r}")
+            async with asyncio.timeout(self._settings.JOBS_TIMEOUT_SECONDS):
+                await function.run(context, job.arguments)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._hand_back(job, log))
+            raise
+        except Exception as exc:
+            logger.exception("jobs: job failed", extra=log)
+            await self._fail(job, f"{type(exc).__name__}: {exc}", log)
+        else:
+            duration_ms = round((time.perf_counter() - started) * 1000, 2)
+            await self._write(
+                service.complete_job, job, {**log, "duration_ms": duration_ms}, "done"
+            )
+
+    async def _fail(self, job: ClaimedJob, error: str, log: dict[str, object]) -> None:
+        settings = self._settings
+        retry_in = service.backoff_seconds(
+            job.attempt, base=settings.JOBS_BACKOFF_SECONDS, cap=settings.JOBS_BACKOFF_MAX_SECONDS
+        )
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                status = await service.fail_job(
+                    session,
+                    job=job,
+                    runner_id=self.id,
+                    error=error,
+                    max_attempts=settings.JOBS_MAX_ATTEMPTS,
+                    retry_in=retry_in,
+                )
+        except (SQLAlchemyError, OSError):
+            logger.exception("jobs: could not record the failure; it runs again after its lease")
+            return
+        if status is JobStatus.DEAD:
+            logger.error("jobs: job is dead", extra={**log, "error": error})
+        elif status is JobStatus.PENDING:
+            logger.warning("jobs: job will be retried", extra={**log, "retry_in": retry_in})
+        else:
+            logger.warning("jobs: lease lost before the failure was recorded", extra=log)
+
+    async def _hand_back(self, job: ClaimedJob, log: dict[str, object]) -> None:
+        await self._write(service.release_job, job, log, "handed back")
+
+    async def _write(
+        self, write: "service.JobWrite", job: ClaimedJob, log: dict[str, object], outcome: str
+    ) -> None:
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                held = await write(session, job=job, runner_id=self.id)
+        except (SQLAlchemyError, OSError):
+            logger.exception(
+                "jobs: job %s but not recorded; it runs again after its lease", outcome
+            )
+            return
+        if held:
+            logger.info("jobs: job %s", outcome, extra=log)
+        else:
+            logger.warning("jobs: job %s after its lease was lost", outcome, extra=log)

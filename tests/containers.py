@@ -168,7 +168,7 @@ def validate_kubernetes(rendered: str) -> subprocess.CompletedProcess[str]:
 def check_kubernetes(project: Path, answers: Mapping[str, Any], kubectl_path: str) -> None:
     """The production overlay renders, validates against the Kubernetes schemas, and its
     objects fit together and fit the app: one image, the probes and port the app serves, a
-    grace period longer than the preStop pause plus the server's drain, no replica count
+    grace period longer than the preStop pause plus the server's drain and the jobs' stop, no replica count
     beside the autoscaler, selectors that match the pods, and settings the options need."""
     rendered = render_kubernetes(project, kubectl_path)
     result = validate_kubernetes(rendered)
@@ -201,7 +201,9 @@ def check_kubernetes(project: Path, answers: Mapping[str, Any], kubectl_path: st
     assert container["readinessProbe"]["httpGet"]["path"] == "/api/v1/health/ready"
     pause = container["lifecycle"]["preStop"]["sleep"]["seconds"]
     drain = int(settings["GRACEFUL_SHUTDOWN_SECONDS"])
-    assert pod["spec"]["terminationGracePeriodSeconds"] > pause + drain
+    # After the requests drained, running jobs get JOBS_SHUTDOWN_SECONDS before hand-back.
+    jobs = float(settings["JOBS_SHUTDOWN_SECONDS"])
+    assert pod["spec"]["terminationGracePeriodSeconds"] > pause + drain + jobs
     assert settings["ENVIRONMENT"] == "production"
     assert settings["WEB_CONCURRENCY"] == "1"
     assert settings.get("RATE_LIMIT_STORAGE") == ("redis" if answers["use_redis"] else None)

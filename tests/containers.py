@@ -168,8 +168,9 @@ def validate_kubernetes(rendered: str) -> subprocess.CompletedProcess[str]:
 def check_kubernetes(project: Path, answers: Mapping[str, Any], kubectl_path: str) -> None:
     """The production overlay renders, validates against the Kubernetes schemas, and its
     objects fit together and fit the app: one image, the probes and port the app serves, a
-    grace period longer than the preStop pause plus the server's drain and the jobs' stop, no replica count
-    beside the autoscaler, selectors that match the pods, and settings the options need."""
+    grace period longer than the preStop pause plus the server's drain and the jobs' stop, no
+    replica count beside the autoscaler, selectors that match the pods, and settings the
+    options need."""
     rendered = render_kubernetes(project, kubectl_path)
     result = validate_kubernetes(rendered)
     assert result.returncode == 0, result.stdout + result.stderr

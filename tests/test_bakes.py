@@ -7,6 +7,7 @@ xdist worker and no variant is baked twice.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -24,10 +25,10 @@ from bakery import (
     HOSTILE_NAME,
     QUESTIONS,
     TEMPLATE_DIR,
-    VALID_ANSWERS,
     Bake,
     bake,
     expected_files,
+    load_hook,
     project_files,
     pytest_summary,
     python_available,
@@ -191,10 +192,11 @@ class TestDefault(BakeChecks):
 
 @pytest.mark.bake
 class TestPython311WithPip(BakeChecks):
-    """Python 3.11 and the pip fallback used on machines without uv."""
+    """Python 3.11 and the pip fallback used on machines without uv; nothing optional."""
 
     python_version = "3.11"
     installer = "pip"
+    extra_context: ClassVar[dict[str, str]] = {"include_example_resource": "no"}
 
     def test_venv_was_made_by_venv_and_pip(self, project: Path) -> None:
         assert venv_bin(project, "pip").exists()
@@ -203,6 +205,67 @@ class TestPython311WithPip(BakeChecks):
 @pytest.mark.bake
 class TestPython313(BakeChecks):
     python_version = "3.13"
+    extra_context: ClassVar[dict[str, str]] = {"database": "postgresql"}
+
+
+# Questions that choose no variant of the generated code: the hook's own behaviour.
+NOT_VARIANTS = frozenset({"run_tests"})
+# What "everything on" and "everything off" mean for each option that chooses a variant (the
+# Python version is neither).
+ALL_ON: dict[str, object] = {
+    "database": "postgresql",
+    "use_redis": True,
+    "include_example_resource": True,
+}
+ALL_OFF: dict[str, object] = {
+    "database": "sqlite",
+    "use_redis": False,
+    "include_example_resource": False,
+}
+
+
+def variant_options() -> dict[str, list[object]]:
+    """Each question of cookiecutter.json that chooses a variant, with its possible values,
+    the default first."""
+    questions = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text(encoding="utf-8"))
+    options: dict[str, list[object]] = {}
+    for name, default in questions.items():
+        if name.startswith("_") or name in NOT_VARIANTS:
+            continue
+        if isinstance(default, bool):
+            options[name] = [default, not default]  # the default first, as for a choice
+        elif isinstance(default, list):
+            options[name] = list(default)
+    return options
+
+
+def bake_answers(bake_class: type[BakeChecks]) -> dict[str, object]:
+    """The variant a bake class generates: the defaults, then its own answers."""
+    hook = load_hook("post_gen_project")
+    answers = {name: values[0] for name, values in variant_options().items()}
+    for name, value in bake_class.extra_context.items():
+        answers[name] = hook.as_bool(value) if isinstance(answers[name], bool) else value
+    answers["python_version"] = bake_class.python_version
+    return answers
+
+
+def test_the_bakes_cover_every_pair_of_option_values() -> None:
+    """Pairwise: for any two options, every combination of their values is baked by some
+    class below, so an option added to cookiecutter.json and to no bake fails here. One bake
+    also has every option on and one every option off."""
+    options = variant_options()
+    rows = [bake_answers(bake_class) for bake_class in BakeChecks.__subclasses__()]
+    missing = [
+        f"{first}={one!r} with {second}={other!r}"
+        for first, second in itertools.combinations(options, 2)
+        for one in options[first]
+        for other in options[second]
+        if not any(row[first] == one and row[second] == other for row in rows)
+    ]
+    assert missing == [], missing
+    assert set(ALL_ON) == set(ALL_OFF) == set(options) - {"python_version"}
+    assert any(all(row[name] == value for name, value in ALL_ON.items()) for row in rows)
+    assert any(all(row[name] == value for name, value in ALL_OFF.items()) for row in rows)
 
 
 def lower_bounds(project_dir: Path) -> dict[str, Version]:
@@ -239,7 +302,11 @@ class TestWithoutExampleResource(BakeChecks):
     declared lower bounds and a bound that is too low fails here. This existing bake, the
     fastest one, carries it: another bake would cost minutes of CI time."""
 
-    extra_context: ClassVar[dict[str, str]] = {"include_example_resource": "no"}
+    extra_context: ClassVar[dict[str, str]] = {
+        "include_example_resource": "no",
+        "database": "postgresql",
+        "use_redis": "yes",
+    }
     env: ClassVar[dict[str, str]] = {"UV_RESOLUTION": "lowest-direct"}
 
     def test_locked_at_the_declared_lower_bounds(self, project: Path) -> None:
@@ -314,7 +381,8 @@ def assert_nothing_skipped(baked: Bake) -> None:
 class TestWithRedis(BakeChecks):
     """Rate limits in Redis: the generated suite runs its Redis tests against the local server."""
 
-    extra_context: ClassVar[dict[str, str]] = {"use_redis": "yes"}
+    python_version = "3.13"
+    extra_context: ClassVar[dict[str, str]] = {"use_redis": "yes", "include_example_resource": "no"}
 
     def test_redis_is_a_dependency(self, project: Path) -> None:
         config = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
@@ -330,9 +398,11 @@ class TestWithRedis(BakeChecks):
 
 @pytest.mark.bake
 class TestPostgreSQL(BakeChecks):
-    """PostgreSQL: the generated suite runs on throw-away databases of the local server."""
+    """PostgreSQL, with every option on: the generated suite runs on throw-away databases of
+    the local server, and its Redis tests against the local Redis."""
 
-    extra_context: ClassVar[dict[str, str]] = {"database": "postgresql"}
+    python_version = "3.11"
+    extra_context: ClassVar[dict[str, str]] = {"database": "postgresql", "use_redis": "yes"}
 
     def test_asyncpg_replaces_aiosqlite(self, project: Path) -> None:
         config = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
@@ -346,6 +416,6 @@ class TestPostgreSQL(BakeChecks):
         assert (project / "tests" / "test_outage.py").is_file()
         assert_nothing_skipped(baked)
 
-    def test_kubernetes_manifests_render_validate_and_fit(self, project: Path) -> None:
-        answers = {**VALID_ANSWERS, "database": "postgresql", "use_redis": False}
+    def test_kubernetes_manifests_render_validate_and_fit(self, baked: Bake, project: Path) -> None:
+        answers = baked.context()["cookiecutter"]
         check_kubernetes(project, answers, require_kubectl())

@@ -66,6 +66,8 @@ def start(
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "METRICS_PORT": str(metrics_port),
+        # The workers' metric files, beside the log (serve cleans the folder as it starts).
+        "PROMETHEUS_MULTIPROC_DIR": str(log_path.parent / "metrics"),
         "WEB_CONCURRENCY": str(workers),
         **(env or {}),
     }

@@ -67,12 +67,12 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
-        self.requests = Counter(
-            "http_requests", "HTTP requests answered.", REQUEST_LABELS, registry=registry
-        )
+        # The request count is this histogram's `_count` (a counter, as every histogram's is):
+        # a separate http_requests_total would cost one more write per request for the same
+        # number.
         self.latency = Histogram(
             "http_request_duration_seconds",
-            "Time from a request's arrival to the end of its response.",
+            "HTTP requests answered, by the time from arrival to the end of the response.",
             REQUEST_LABELS,
             buckets=LATENCY_BUCKETS,
             registry=registry,
@@ -110,7 +110,7 @@ class Metrics:
         )
         # The labelled series already made, by (method, route, status): `labels()` costs a few
         # microseconds a call, a dict lookup far less. Bounded like the labels themselves.
-        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._series: dict[tuple[str, str, int], Histogram] = {}
         self._pool: QueuePool | None = None
         self._pool_seen: tuple[int, int, int] | None = None
         self._warned_at = -math.inf
@@ -137,11 +137,8 @@ class Metrics:
             key = (method, route, status)
             series = self._series.get(key)
             if series is None:
-                labels = (method, route, str(status))
-                series = (self.requests.labels(*labels), self.latency.labels(*labels))
-                self._series[key] = series
-            series[0].inc()
-            series[1].observe(seconds)
+                series = self._series[key] = self.latency.labels(method, route, str(status))
+            series.observe(seconds)
             self.sample_pool()
         except Exception as error:
             self.failed(error)

@@ -42,6 +42,7 @@ from containers import (
     lint_dockerfile,
     require_kubectl,
 )
+from monitoring import check_prometheus_scrape
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -167,6 +168,11 @@ class TestDefault(BakeChecks):
     def test_example_resource_is_included(self, project: Path) -> None:
         assert (project / "app" / "items").is_dir()
         assert (project / "tests" / "items").is_dir()
+
+    def test_a_real_prometheus_scrapes_the_served_metrics(
+        self, project: Path, tmp_path: Path
+    ) -> None:
+        check_prometheus_scrape(project, tmp_path)
 
 
 @pytest.mark.bake

@@ -94,6 +94,8 @@ async def test_requests_are_counted_by_method_route_template_and_status(
         wrong_method = await client.put(LIVE)
         odd_method = await client.request("PURGE", LIVE)
         assert (await client.get(LIVE)).status_code == 200
+        # A plain Starlette route (no FastAPI route object in the scope) keeps its template too.
+        assert (await client.get("/openapi.json")).status_code == 200
     assert (missing.status_code, invalid.status_code) == (404, 422)
     assert {response.status_code for response in unknown} == {404}
     assert (wrong_method.status_code, odd_method.status_code) == (405, 405)
@@ -109,7 +111,7 @@ async def test_requests_are_counted_by_method_route_template_and_status(
     assert requests(samples, "GET", UNMATCHED, 404) == 4
     count = "http_request_duration_seconds_count"
     routes = {dict(labels)["route"] for name, labels in samples if name == count}
-    assert routes == {USER, LIVE, UNMATCHED}
+    assert routes == {USER, LIVE, UNMATCHED, "/openapi.json"}
     # No raw path (an id, an unknown path) ever becomes a label.
     exposition = generate_latest(metrics_of(app).registry).decode()
     assert str(admin.id) not in exposition
@@ -146,6 +148,21 @@ async def test_requests_in_flight_count_up_and_down(app_with: AppWith) -> None:
     assert requests(during, "GET", "/test/slow", 200) == 0
     assert value(after, "http_requests_in_flight") == 0
     assert requests(after, "GET", "/test/slow", 200) == 1
+
+
+async def test_an_unexpected_error_counts_as_a_500_of_its_route(app_with: AppWith) -> None:
+    app = app_with()
+
+    async def broken(item: int) -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/test/broken/{item}", broken)
+    async with client_of(app) as client:
+        response = await client.get("/test/broken/7")
+    assert response.status_code == 500
+    samples = scrape(metrics_of(app).registry)
+    assert requests(samples, "GET", "/test/broken/{item}", 500) == 1
+    assert value(samples, "http_requests_in_flight") == 0
 
 
 {% if cookiecutter.database == "postgresql" -%}

@@ -2,7 +2,7 @@
 
 `MetricsMiddleware` is plain ASGI, like the other middleware, and nothing it does can fail a
 request: every recording step is guarded, and a failure is logged (once a minute at most) and
-otherwise ignored. Requests are labelled by method, route template (`/api/v1/items/{item_id}`,
+otherwise ignored. Requests are labelled by method, route template (`/api/v1/users/{user_id}`,
 never the raw path) and status; a request that matched no route (a 404 for an unknown path, or
 one answered before routing, such as a 400 for a bad Host) counts under `<unmatched>`, and a
 method outside the usual ones as `other`, so the number of series stays bounded whatever
@@ -199,7 +199,7 @@ class RouteTemplates:
     """The route template of a routed request, from the route that matched it.
 
     `scope["route"]` is the matched FastAPI route; under nested routers its `path` lacks the
-    prefixes (`/{item_id}`), so the full template comes from the app's route table, looked up
+    prefixes (`/{user_id}`), so the full template comes from the app's route table, looked up
     by that route object (or by endpoint, for plain Starlette routes such as /docs). A route
     included under two prefixes has two templates: the one whose pattern matches the path wins.
     Routes compare by value and cannot be hashed, so the table is keyed by identity, and keeps

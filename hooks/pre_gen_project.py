@@ -65,6 +65,7 @@ RESERVED_SLUGS = frozenset(
         "mypy",
         "pip",
         "pre_commit",
+        "prometheus_client",
         "pwdlib",
         "pydantic",
         "pydantic_settings",

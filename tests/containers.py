@@ -114,6 +114,8 @@ def check_dockerfile(project: Path, answers: Mapping[str, Any]) -> None:
     assert "/api/v1/health/live" in healthcheck
     environment = " ".join(final["ENV"])
     assert "HOST=0.0.0.0" in environment
+    assert "METRICS_PORT=8001" in environment
+    assert final["EXPOSE"] == ["8000 8001"]
     assert "ENVIRONMENT=production" in environment
     if answers["database"] == "sqlite":
         assert "DATABASE_URL=sqlite+aiosqlite:////data/app.db" in environment
@@ -194,7 +196,19 @@ def check_kubernetes(project: Path, answers: Mapping[str, Any], kubectl_path: st
     assert container["image"] == migrate["image"] == f"registry.example.com/{name}:1.0.0"
     assert container["command"] == ["serve"]
     assert migrate["command"] == ["alembic", "upgrade", "head"]
-    assert container["ports"] == [{"name": "http", "containerPort": int(settings["PORT"])}]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": int(settings["PORT"])},
+        {"name": "metrics", "containerPort": int(settings["METRICS_PORT"])},
+    ]
+    # Scraped by pod annotation on the metrics port; the Service names both ports.
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == settings["METRICS_PORT"]
+    assert annotations["prometheus.io/path"] == "/metrics"
+    service_ports = {
+        port["name"]: port["targetPort"] for port in objects["Service"]["spec"]["ports"]
+    }
+    assert service_ports == {"http": "http", "metrics": "metrics"}
     probes = {
         kind: container[kind]["httpGet"]["path"] for kind in ("startupProbe", "livenessProbe")
     }

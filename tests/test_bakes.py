@@ -44,6 +44,7 @@ from containers import (
     lint_dockerfile,
     require_kubectl,
 )
+from monitoring import check_prometheus_scrape
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -188,6 +189,11 @@ class TestDefault(BakeChecks):
         assert {"/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css"} <= set(
             visit.local
         ), report
+
+    def test_a_real_prometheus_scrapes_the_served_metrics(
+        self, project: Path, tmp_path: Path
+    ) -> None:
+        check_prometheus_scrape(project, tmp_path)
 
 
 @pytest.mark.bake

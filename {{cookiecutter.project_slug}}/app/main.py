@@ -17,6 +17,7 @@ from app.core.hardening import (
     add_swagger_ui,
 )
 from app.core.logging import REQUEST_ID_HEADER, RequestContextMiddleware, configure_logging
+from app.core.metrics import Metrics, MetricsMiddleware
 from app.core.ratelimit import RateLimiter
 from app.core.security import Passwords, Tokens
 from app.db.engine import create_engine
@@ -32,12 +33,15 @@ PROBE_PATHS = frozenset({f"{API_PREFIX}/health/live", f"{API_PREFIX}/health/read
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.LOG_LEVEL)
+    metrics = Metrics() if settings.METRICS_ENABLED else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.read_sessionmaker = create_sessionmaker(engine, read_only=True)
+        if metrics is not None:
+            metrics.watch_pool(engine.pool)
         # The embedded job runner: one per worker process, on this process's pool.
         runner = None
         if settings.JOBS_ENABLED:
@@ -52,6 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if runner is not None:
                 await runner.stop()  # finishes or hands back its jobs, before the pool closes
+            if metrics is not None:
+                metrics.watch_pool(None)
             await engine.dispose()
             app.state.rate_limiter.close()
             app.state.passwords.close()
@@ -73,8 +79,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     if docs:
         add_swagger_ui(app, "/openapi.json")
-    # Made here, not in the lifespan: each app (each test) counts in a storage of its own.
-    app.state.rate_limiter = RateLimiter(settings)
+    # Made here, not in the lifespan: each app (each test) counts in a storage of its own, and
+    # in metrics of its own (None with METRICS_ENABLED=false).
+    app.state.metrics = metrics
+    app.state.rate_limiter = RateLimiter(settings, metrics=metrics)
     # What the request path needs from the settings, built once from this app's settings
     # (routes get them through TokensDep and PasswordsDep, app/auth/dependencies.py).
     app.state.settings = settings
@@ -107,6 +115,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     hsts = settings.ENVIRONMENT is Environment.PRODUCTION
     app.add_middleware(SecurityHeadersMiddleware, hsts=hsts)
+    if metrics is not None:
+        # Outermost: it times and counts every answer, the ones the middleware above gives too.
+        app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.routes)
     return app
 
 

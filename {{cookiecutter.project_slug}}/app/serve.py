@@ -8,15 +8,28 @@ features stay off on purpose:
   in its own FORWARDED_ALLOW_IPS. The app decides that itself, from TRUSTED_PROXIES
   (`forwarded_client` in app/core/ratelimit.py), so there is one list of trusted proxies;
 - the access log: the app logs every request itself, with its request id.
+
+With METRICS_ENABLED (the default), the workers keep their metrics in prometheus-client's
+multiprocess files, in a directory made fresh at every start (PROMETHEUS_MULTIPROC_DIR if it
+is set: its old files are removed first), and this process serves their sum on
+METRICS_HOST:METRICS_PORT (app/core/metrics.py). The API port never serves them.
 """
 
+import os
+import shutil
 import signal
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import uvicorn
 
 from app.core.config import Settings, get_settings
+from app.core.project import PROJECT_SLUG
 
 APP = "app.main:app"
 
@@ -43,11 +56,63 @@ def _stopped_on_request(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+# prometheus-client's own variable: where each process writes its metric files. It must be set
+# before prometheus_client is first imported (it picks its storage then), and the workers
+# inherit it.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextmanager
+def metrics_directory() -> Iterator[Path]:
+    """A directory with no metric files in it, named in PROMETHEUS_MULTIPROC_DIR.
+
+    The one that variable names already (its files, left by an earlier run, removed: they
+    would be counted again), else a new private one, removed at exit.
+    """
+    configured = os.environ.get(MULTIPROCESS_DIR)
+    if configured:
+        path = Path(configured)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        yield path
+        return
+    path = Path(tempfile.mkdtemp(prefix=f"{PROJECT_SLUG}-metrics-"))
+    os.environ[MULTIPROCESS_DIR] = str(path)
+    try:
+        yield path
+    finally:
+        del os.environ[MULTIPROCESS_DIR]
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def metrics_served(settings: Settings) -> Iterator[None]:
+    """The workers' metrics, served from this process while the server runs."""
+    with metrics_directory() as path:
+        # Imported only now that PROMETHEUS_MULTIPROC_DIR is set (see MULTIPROCESS_DIR).
+        from app.core.metrics import start_metrics_server
+
+        address = f"{settings.metrics_host}:{settings.METRICS_PORT}"
+        try:
+            server = start_metrics_server(settings.metrics_host, settings.METRICS_PORT, path)
+        except OSError as error:
+            sys.exit(f"cannot serve metrics on {address} (METRICS_PORT): {error.strerror}")
+        try:
+            yield
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
 def main() -> None:
     settings = get_settings()  # a bad value stops here, with one line naming it
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, _stopped_on_request)
-    uvicorn.run(APP, **server_options(settings))
+    with ExitStack() as stack:
+        if settings.METRICS_ENABLED:
+            stack.enter_context(metrics_served(settings))
+        uvicorn.run(APP, **server_options(settings))
 
 
 if __name__ == "__main__":

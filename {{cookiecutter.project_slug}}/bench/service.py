@@ -1,11 +1,14 @@
 """`make bench`: this service's own requests, served for real, as ratios to a bare FastAPI route.
 
-It starts two uvicorn processes with the same flags, one worker each: `bench.bare:app` (one
-route, nothing else) and this service (`app.main:app`, in production mode, on a migrated
+It starts three uvicorn processes with the same flags, one worker each: `bench.bare:app` (one
+route, nothing else), this service (`app.main:app`, in production mode, on a migrated
 throw-away database with two users and their items, rate limits raised so they count but do
-not refuse). `wrk` drives both in interleaved rounds and the table gives, per scenario, the
-median over the rounds of req/s, p50, p99 and the server's CPU time per request, each also as
-a ratio to the bare route measured in the same run:
+not refuse; its metrics kept in multiprocess files, as `serve` keeps them) and the same
+service with METRICS_ENABLED=false, on the same database. `wrk` drives them in interleaved
+rounds and the table gives, per scenario, the median over the rounds of req/s, p50, p99 and
+the server's CPU time per request, each also as a ratio to the bare route measured in the
+same run; a last line gives what the metrics cost the item GET (the service with them against
+the service without them):
 
     make bench                                  # 5 rounds of 5 s, 16 connections
     python -m bench.service --rounds 3 --seconds 3 --connections 64 --json bench.json
@@ -64,6 +67,7 @@ class Scenario:
     token: str | None = None  # "reader", "writer" or a literal bad token
     bare: bool = False
     flood: bool = False
+    metrics_off: bool = False  # served by the service with METRICS_ENABLED=false
 
 
 @dataclass
@@ -92,6 +96,14 @@ def scenarios() -> list[Scenario]:
     return [
         Scenario("bare", "bare FastAPI route (baseline)", "/bare", 200, bare=True),
         Scenario("item_get", "GET item (authenticated)", "/items/{item_id}", 200, token="reader"),
+        Scenario(
+            "item_get_metrics_off",
+            "GET item, metrics off",
+            "/items/{item_id}",
+            200,
+            token="reader",
+            metrics_off=True,
+        ),
         Scenario("item_list", "GET items, 20 per page", "/items?limit=20", 200, token="reader"),
         Scenario(
             "item_create",
@@ -289,10 +301,12 @@ def prepare(base: str) -> dict[str, str]:
     return found
 
 
-def check_statuses(base: str, bare: str, chosen: Sequence[Scenario], ctx: dict[str, str]) -> None:
+def check_statuses(
+    targets: dict[str, Target], chosen: Sequence[Scenario], ctx: dict[str, str]
+) -> None:
     """Each scenario answers what it should, before anything is timed."""
     for scenario in chosen:
-        url, headers, _ = request_of(scenario, base, bare, ctx)
+        url, headers, _ = request_of(scenario, targets, ctx)
         answer = httpx.request(
             scenario.method,
             url,
@@ -307,10 +321,17 @@ def check_statuses(base: str, bare: str, chosen: Sequence[Scenario], ctx: dict[s
             )
 
 
+def target_of(scenario: Scenario) -> str:
+    if scenario.bare:
+        return "bare"
+    return "metrics_off" if scenario.metrics_off else "service"
+
+
 def request_of(
-    scenario: Scenario, base: str, bare: str, ctx: dict[str, str]
+    scenario: Scenario, targets: dict[str, Target], ctx: dict[str, str]
 ) -> tuple[str, list[str], str]:
-    root = bare if scenario.bare else base + API
+    target = target_of(scenario)
+    root = targets[target].base + ("" if target == "bare" else API)
     url = root + scenario.path.format(item_id=ctx.get("item_id", ""))
     headers = []
     if scenario.token is not None:
@@ -348,15 +369,15 @@ def run_one(
     folder: Path,
     args: argparse.Namespace,
 ) -> tuple[Sample, float | None]:
-    service, bare = targets["service"], targets["bare"]
-    url, headers, _ = request_of(scenario, service.base, bare.base, ctx)
+    service = targets["service"]
+    url, headers, _ = request_of(scenario, targets, ctx)
     script = None
     if scenario.method != "GET":
         script = lua_script(folder, scenario.name, scenario.method, scenario.body)
     line = wrk_command(
         url, seconds=args.seconds, connections=args.connections, headers=headers, script=script
     )
-    pid = bare.pid if scenario.bare else service.pid
+    pid = targets[target_of(scenario)].pid
     logins_per_second = None
     with ExitStack() as stack:
         flood_out = (
@@ -408,10 +429,12 @@ def versions(database_url: str) -> dict[str, str]:
     return found
 
 
-def service_env(database_url: str, log_level: str) -> dict[str, str]:
-    """Production settings, limits that count every request but refuse none (but register)."""
+def service_env(database_url: str, log_level: str, metrics_dir: Path) -> dict[str, str]:
+    """Production settings, limits that count every request but refuse none (but register),
+    and the metrics in multiprocess files (where `serve` keeps them; nobody scrapes here)."""
     high = "100000000/minute"
     return {
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "ENVIRONMENT": "production",
         "SECRET_KEY": secrets.token_urlsafe(64),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -461,6 +484,9 @@ def report(
             f" | {fmt(row.median('p50_ms'), 2)} | {fmt(row.median('p99_ms'), 2)}"
             f" | {fmt(cpu, 3)} | {fmt(ratio(cpu, bare_cpu), 1)}x | {odd} |"
         )
+    on_cpu, off_cpu = median("item_get", "cpu_ms"), median("item_get_metrics_off", "cpu_ms")
+    on_rps, off_rps = median("item_get", "rps"), median("item_get_metrics_off", "rps")
+    cpu_ratio, rps_ratio = ratio(on_cpu, off_cpu), ratio(on_rps, off_rps)
     live = ratio(median("live_flood", "p99_ms"), median("live", "p99_ms"))
     item = ratio(median("item_get_flood", "p99_ms"), median("item_get", "p99_ms"))
     sustained = statistics.median(logins) if logins else None
@@ -469,6 +495,9 @@ def report(
         f"p99 under a flood of {FLOOD_CONNECTIONS} concurrent logins, as a multiple of idle: "
         f"/health/live {fmt(live, 2)}x, item GET {fmt(item, 2)}x; "
         f"logins/s the worker sustained meanwhile: {fmt(sustained)}.",
+        f"Metrics on the item GET: CPU per request {fmt(cpu_ratio, 3)}x the same GET with "
+        f"METRICS_ENABLED=false ({fmt(on_cpu, 3)} vs {fmt(off_cpu, 3)} ms), "
+        f"req/s {fmt(rps_ratio, 3)}x.",
         "odd: responses of another status class than the scenario's, plus socket errors.",
         "",
         "Versions: " + ", ".join(f"{name} {value}" for name, value in found.items()),
@@ -495,23 +524,28 @@ def main(argv: Sequence[str] | None = None) -> None:
         unknown = names - {s.name for s in chosen}
         if unknown:
             parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
-        chosen = [s for s in chosen if s.bare or s.name in names | {"live", "item_get"}]
+        always = {"live", "item_get", "item_get_metrics_off"}
+        chosen = [s for s in chosen if s.bare or s.name in names | always]
 
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
         database_url = stack.enter_context(bench_database())
-        service = stack.enter_context(
-            served(
-                "app.main:app",
-                service_env(database_url, args.log_level),
-                folder / "service.log",
-                API + "/health/live",
-            )
+        (folder / "metrics").mkdir()
+        env = service_env(database_url, args.log_level, folder / "metrics")
+        probe = API + "/health/live"
+        service = stack.enter_context(served("app.main:app", env, folder / "service.log", probe))
+        unmeasured = {**env, "METRICS_ENABLED": "false"}
+        metrics_off = stack.enter_context(
+            served("app.main:app", unmeasured, folder / "metrics-off.log", probe)
         )
         bare = stack.enter_context(served("bench.bare:app", {}, folder / "bare.log", "/bare"))
-        targets = {"service": Target(*service), "bare": Target(*bare)}
+        targets = {
+            "service": Target(*service),
+            "metrics_off": Target(*metrics_off),
+            "bare": Target(*bare),
+        }
         ctx = prepare(targets["service"].base)
-        check_statuses(targets["service"].base, targets["bare"].base, chosen, ctx)
+        check_statuses(targets, chosen, ctx)
         found = versions(database_url)
         rows = [Row(s) for s in chosen]
         logins: list[float] = []

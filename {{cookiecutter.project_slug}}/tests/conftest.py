@@ -286,7 +286,7 @@ class _RunApp:
         else:
             # What create_app does for each app: the run's logging (a test may have changed it).
             configure_logging(get_settings().LOG_LEVEL)
-        self.app.state.rate_limiter = RateLimiter(get_settings())
+        self.app.state.rate_limiter = RateLimiter(get_settings(), metrics=self.app.state.metrics)
         self.sessionmaker = sessionmaker
         self._lent = self._parts(self.app)
         return self.app

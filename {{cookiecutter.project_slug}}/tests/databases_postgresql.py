@@ -184,3 +184,11 @@ def unreached_database(migrated_database: str) -> Iterator[tuple[str, Callable[[
         yield real.set(host="127.0.0.1", port=proxy.port).render_as_string(False), proxy.restore
     finally:
         proxy.close()
+
+
+# The app's pool as the metrics tests set it (tests/core/test_metrics.py): a pool of 2 that may
+# open 1 more in a burst; and as a served app's (tests/test_serve_metrics.py).
+METRICS_POOL_SETTINGS: dict[str, Any] = {"DATABASE_POOL_SIZE": 2, "DATABASE_MAX_OVERFLOW": 1}
+METRICS_POOL_SIZE = 2
+SERVED_POOL_SIZE = 3
+SERVED_POOL_ENV = {"DATABASE_POOL_SIZE": str(SERVED_POOL_SIZE)}

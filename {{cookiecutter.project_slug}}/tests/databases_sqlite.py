@@ -134,3 +134,11 @@ def unreached_database(migrated_database: str) -> Iterator[tuple[str, Callable[[
         yield url, lambda: create_database(url)
     finally:
         drop_database(url)
+
+
+# The app's pool as the metrics tests find it: SQLite's keeps SQLAlchemy's defaults, 5
+# connections (each a thread) and 10 more in a burst, in the tests and when served.
+METRICS_POOL_SETTINGS: dict[str, Any] = {}
+METRICS_POOL_SIZE = 5
+SERVED_POOL_SIZE = 5
+SERVED_POOL_ENV: dict[str, str] = {}

@@ -39,6 +39,8 @@ def free_port() -> int:
 class Server:
     base_url: str
     log_path: Path
+    # Where `serve` serves the workers' metrics (a port of their own, METRICS_PORT).
+    metrics_url: str
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -54,12 +56,18 @@ def start(
     database_url: str, log_path: Path, *, workers: int, env: Mapping[str, str] | None
 ) -> Starting:
     port = free_port()
+    metrics_port = free_port()
+    while metrics_port == port:
+        metrics_port = free_port()
     environment = {
         **os.environ,
         "DATABASE_URL": database_url,
         "PYTHONUNBUFFERED": "1",
         "HOST": "127.0.0.1",
         "PORT": str(port),
+        "METRICS_PORT": str(metrics_port),
+        # The workers' metric files, beside the log (serve cleans the folder as it starts).
+        "PROMETHEUS_MULTIPROC_DIR": str(log_path.parent / "metrics"),
         "WEB_CONCURRENCY": str(workers),
         **(env or {}),
     }
@@ -68,7 +76,12 @@ def start(
         process = subprocess.Popen(
             [SERVE], cwd=PROJECT_DIR, env=environment, stdout=log, stderr=subprocess.STDOUT
         )
-    return Starting(process, Server(base_url=f"http://127.0.0.1:{port}", log_path=log_path))
+    server = Server(
+        base_url=f"http://127.0.0.1:{port}",
+        log_path=log_path,
+        metrics_url=f"http://127.0.0.1:{environment['METRICS_PORT']}/metrics",
+    )
+    return Starting(process, server)
 
 
 def wait_until_live(starting: Starting) -> None:

@@ -123,6 +123,14 @@ class Settings(DatabaseSettings, RateLimitStorageSettings, BaseSettings):
     # the platform's grace period before SIGKILL: `docker stop` waits 10 s, Kubernetes 30 s.
     GRACEFUL_SHUTDOWN_SECONDS: int = Field(default=8, ge=1, le=3600)
 
+    # --- Metrics (Prometheus, app/core/metrics.py) --------------------------------------------
+    # Recorded by every app; served by `serve` alone, from its supervising process, on a port of
+    # their own (never PORT): a scraper reaches them, the API's clients do not.
+    METRICS_ENABLED: bool = True
+    METRICS_PORT: int = Field(default=8001, ge=1, le=65535)
+    # The address the metrics listen on; unset: HOST's.
+    METRICS_HOST: IPvAnyAddress | None = None
+
     CORS_ORIGINS: Annotated[list[str], NoDecode] = []
     DOCS_ENABLED: bool | None = None
     LOG_LEVEL: str = "INFO"
@@ -225,6 +233,10 @@ class Settings(DatabaseSettings, RateLimitStorageSettings, BaseSettings):
         return self.JWT_ACTIVE_KID or next(iter(self.jwt_keys))
 
     @property
+    def metrics_host(self) -> str:
+        return str(self.METRICS_HOST or self.HOST)
+
+    @property
     def docs_enabled(self) -> bool:
         """API docs are on outside production unless DOCS_ENABLED says otherwise."""
         if self.DOCS_ENABLED is None:
@@ -316,6 +328,15 @@ class Settings(DatabaseSettings, RateLimitStorageSettings, BaseSettings):
             raise ValueError(f"JWT_ACTIVE_KID must name the signing key, one of: {known}")
         if self.JWT_ACTIVE_KID is not None and self.JWT_ACTIVE_KID not in self.jwt_keys:
             raise ValueError(f"JWT_ACTIVE_KID is not a key id of the keyring ({known})")
+        return self
+
+    @model_validator(mode="after")
+    def _check_metrics_port(self) -> Self:
+        if self.METRICS_ENABLED and self.METRICS_PORT == self.PORT:
+            raise ValueError(
+                f"METRICS_PORT must differ from PORT ({self.PORT}): the API port never serves "
+                "the metrics"
+            )
         return self
 
     @model_validator(mode="after")

@@ -5,8 +5,9 @@ keyed by the client address (`client_key`: an IPv6 client counts by its network,
 default). Password checks are limited by their failures instead (`limit_failures`): a username
 or user with too many recent failures is refused only from addresses that have failed too, so
 nobody can lock an account's owner out by guessing wrong on purpose. Past a limit the answer is
-a 429 with `Retry-After`. When the storage fails, RATE_LIMIT_FAIL_OPEN decides: let requests
-through (one warning per outage) or refuse them with 503.
+a 429 with `Retry-After`, counted in the app's metrics by limit name. When the storage fails,
+RATE_LIMIT_FAIL_OPEN decides: let requests through (one warning per outage) or refuse them
+with 503.
 """
 
 import asyncio
@@ -18,7 +19,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 from fastapi import Depends, Request
 from limits import RateLimitItem, parse_many
@@ -29,6 +30,7 @@ from limits.storage import storage_from_string
 
 from app.core.config import Settings
 from app.core.errors import RateLimitUnavailable, TooManyRequests, Unauthorized
+from app.core.metrics import Metrics
 from app.core.ratelimit_settings import MEMORY_RATE_LIMIT_STORAGE
 
 logger = logging.getLogger(__name__)
@@ -174,7 +176,7 @@ def limit_key(address: str, ipv6_prefix: int) -> str:
 class RateLimiter:
     """The named limits of this app, counted in one storage (memory or Redis)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
         uri, options = settings.rate_limit_storage
         storage = (
             MovingWindowMemoryStorage()
@@ -197,6 +199,13 @@ class RateLimiter:
         }
         self._storage_down = False
         self._retry_at = 0.0
+        self.metrics = metrics
+
+    def _refuse(self, name: str, resets: Sequence[float]) -> NoReturn:
+        """The 429 of limit `name`, counted in the metrics."""
+        if self.metrics is not None:
+            self.metrics.rate_limit_refused(name)
+        raise TooManyRequests(retry_after=_seconds_until(max(resets)))
 
     def client_address(self, request: Request) -> str:
         peer = request.client.host if request.client else "unknown"
@@ -224,7 +233,7 @@ class RateLimiter:
             return
         self._storage_answered()
         if resets:
-            raise TooManyRequests(retry_after=_seconds_until(max(resets)))
+            self._refuse(name, resets)
 
     async def check_failures(self, name: str, key: str, address: str) -> None:
         """Raise TooManyRequests when `key` has had too many failures of `name` in its window
@@ -251,7 +260,7 @@ class RateLimiter:
             return
         self._storage_answered()
         if resets:
-            raise TooManyRequests(retry_after=_seconds_until(max(resets)))
+            self._refuse(name, resets)
 
     async def record_failure(self, name: str, key: str, address: str) -> None:
         """Count one failure of `name` for `key` and for `address`. Never raises: the request

@@ -28,8 +28,9 @@ from typing import Any
 
 import uvicorn
 
-from app.core.config import Settings, get_settings
+from app.core.config import Environment, Settings, get_settings
 from app.core.project import PROJECT_SLUG
+from app.core.ratelimit_settings import MEMORY_RATE_LIMIT_STORAGE
 
 APP = "app.main:app"
 
@@ -105,8 +106,34 @@ def metrics_served(settings: Settings) -> Iterator[None]:
             server.server_close()
 
 
+def per_process_limits_refusal(settings: Settings) -> str | None:
+    """Why these settings may not serve production, or None.
+
+    Several workers that each count the rate limits in their own memory let a client have
+    every limit once per worker: in production that needs saying (RATE_LIMITS_PER_PROCESS).
+    """
+    storage, _ = settings.rate_limit_storage
+    workers = settings.WEB_CONCURRENCY
+    if (
+        settings.ENVIRONMENT is not Environment.PRODUCTION
+        or workers == 1
+        or storage != MEMORY_RATE_LIMIT_STORAGE
+        or settings.RATE_LIMITS_PER_PROCESS
+    ):
+        return None
+    return (
+        f"invalid configuration: WEB_CONCURRENCY: {workers} workers would each count the rate "
+        f"limits in their own memory, so a client would get each limit {workers} times; keep "
+        "them in Redis (RATE_LIMIT_STORAGE=redis, from the use_redis option), run one worker, "
+        "or set RATE_LIMITS_PER_PROCESS=true to accept it"
+    )
+
+
 def main() -> None:
     settings = get_settings()  # a bad value stops here, with one line naming it
+    refusal = per_process_limits_refusal(settings)
+    if refusal is not None:
+        sys.exit(refusal)
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, _stopped_on_request)
     with ExitStack() as stack:

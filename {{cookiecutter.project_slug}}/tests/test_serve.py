@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.config import Settings
 from app.core.errors import PROBLEM_JSON
-from app.serve import server_options
+from app.serve import per_process_limits_refusal, server_options
 from app.users.models import User
 from tests import PROJECT_DIR, databases
 from tests.servers import SERVE, Starting, free_port, serve, start, wait_until_live
@@ -108,6 +109,47 @@ def test_serve_refuses_a_bad_setting_in_one_line(
     assert result.stderr.startswith("invalid configuration: "), result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# Production as it must be configured, with limits in each process's memory.
+PRODUCTION_IN_MEMORY = {
+    "ENVIRONMENT": "production",
+    "SECRET_KEY": "s" * 64,
+    "ALLOWED_HOSTS": "api.example.com",
+    "RATE_LIMIT_STORAGE": "memory",  # the only storage of a project without Redis
+}
+
+
+def test_serve_refuses_several_workers_with_per_process_limits_in_production(
+    migrated_database: str,
+) -> None:
+    environment = {**_environment(migrated_database, free_port(), 2), **PRODUCTION_IN_MEMORY}
+    result = subprocess.run(
+        [SERVE], cwd=PROJECT_DIR, env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("invalid configuration: WEB_CONCURRENCY: 2 workers"), lines
+    assert "RATE_LIMITS_PER_PROCESS=true" in lines[0]
+
+
+def test_per_process_limits_are_refused_only_where_they_would_mislead() -> None:
+    production: dict[str, Any] = {
+        key: value for key, value in PRODUCTION_IN_MEMORY.items() if key in Settings.model_fields
+    }
+    refused = Settings(**production, WEB_CONCURRENCY=4)
+    assert per_process_limits_refusal(refused) is not None
+    allowed = [
+        Settings(**production, WEB_CONCURRENCY=1),
+        Settings(**production, WEB_CONCURRENCY=4, RATE_LIMITS_PER_PROCESS=True),
+        Settings(**{**production, "ENVIRONMENT": "local"}, WEB_CONCURRENCY=4),
+    ]
+    if "RATE_LIMIT_STORAGE" in Settings.model_fields:  # shared in Redis: nothing to refuse
+        allowed.append(Settings(**{**production, "RATE_LIMIT_STORAGE": "redis"}, WEB_CONCURRENCY=4))
+    for settings in allowed:
+        assert per_process_limits_refusal(settings) is None, settings
 
 
 def test_server_options_follow_the_settings() -> None:

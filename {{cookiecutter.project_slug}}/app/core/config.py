@@ -182,6 +182,10 @@ class Settings(DatabaseSettings, RateLimitStorageSettings, BaseSettings):
     # When the limit storage fails: true lets requests through (one warning logged per
     # outage), false refuses them with 503 until it is back.
     RATE_LIMIT_FAIL_OPEN: bool = True
+    # Limits kept in each process's memory count per process: `serve` refuses several workers
+    # in production with them, unless this says that a client may get each limit once per
+    # worker. (It cannot see other instances: in a cluster, keep the limits in Redis.)
+    RATE_LIMITS_PER_PROCESS: bool = False
     # Proxies (IPs or CIDRs) whose X-Forwarded-For is believed; otherwise the peer address counts.
     TRUSTED_PROXIES: Annotated[list[IPvAnyNetwork], NoDecode] = []
     MAX_REQUEST_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024, le=1024 * 1024 * 1024)

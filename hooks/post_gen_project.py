@@ -65,6 +65,10 @@ SQLITE_ONLY_PATHS = ("tests/test_sqlite.py",)
 # use_redis: rate limits counted in Redis ("redis") or in each process's memory ("memory").
 RATE_LIMIT_STORAGE_VARIANTS = ("app/core/ratelimit_settings.py",)
 REDIS_FILES = ("tests/core/test_rate_limit_redis.py",)
+# observability: OpenTelemetry traces ("opentelemetry") or none ("none": the same module names,
+# doing nothing, so the rest of the code is one for both).
+OBSERVABILITY_VARIANTS = ("app/core/tracing.py", "app/core/tracing_settings.py")
+OPENTELEMETRY_FILES = ("tests/core/test_tracing.py",)
 SKIP_INSTALL_VARIABLE = "FASTAPI_TEMPLATE_SKIP_INSTALL"
 INSTALLER_VARIABLE = "FASTAPI_TEMPLATE_INSTALLER"
 # ``pip install --group`` (PEP 735 dependency groups) needs pip 25.1 or later.
@@ -169,6 +173,14 @@ def choose_rate_limit_storage(project_dir: Path, use_redis: bool) -> None:
     else:
         remove_files(project_dir, REDIS_FILES)
         keep_variant(project_dir, RATE_LIMIT_STORAGE_VARIANTS, "memory", "redis")
+
+
+def choose_observability(project_dir: Path, observability: str) -> None:
+    if observability == "opentelemetry":
+        keep_variant(project_dir, OBSERVABILITY_VARIANTS, "opentelemetry", "none")
+    else:
+        remove_files(project_dir, OPENTELEMETRY_FILES)
+        keep_variant(project_dir, OBSERVABILITY_VARIANTS, "none", "opentelemetry")
 
 
 def write_env_file(project_dir: Path) -> bool:
@@ -479,6 +491,7 @@ def main(raw_answers: str) -> int:
     choose_example_resource(project_dir, as_bool(answers.get("include_example_resource", True)))
     choose_database(project_dir, str(answers.get("database", "sqlite")))
     choose_rate_limit_storage(project_dir, as_bool(answers.get("use_redis", False)))
+    choose_observability(project_dir, str(answers.get("observability", "none")))
     if write_env_file(project_dir):
         say("Wrote .env with a fresh SECRET_KEY (git-ignored; keep it private).")
 

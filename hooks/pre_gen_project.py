@@ -30,6 +30,7 @@ ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
 
 SUPPORTED_PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
 SUPPORTED_DATABASES = ("sqlite", "postgresql")
+SUPPORTED_OBSERVABILITY = ("none", "opentelemetry")
 SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 SLUG_MAX_LENGTH = 64
 # Names the generated project already uses for its own packages and folders,
@@ -62,6 +63,11 @@ RESERVED_SLUGS = frozenset(
         "limits",
         "migrations",
         "multipart",
+        "opentelemetry",
+        "opentelemetry_exporter_otlp_proto_http",
+        "opentelemetry_instrumentation_httpx",
+        "opentelemetry_instrumentation_sqlalchemy",
+        "opentelemetry_sdk",
         "mypy",
         "pip",
         "pre_commit",
@@ -173,6 +179,13 @@ def check_database(value: object) -> str | None:
     return None
 
 
+def check_observability(value: object) -> str | None:
+    if value not in SUPPORTED_OBSERVABILITY:
+        choices = ", ".join(SUPPORTED_OBSERVABILITY)
+        return f"observability {value!r} is not supported; choose one of {choices}"
+    return None
+
+
 def check_boolean(key: str) -> Callable[[object], str | None]:
     def check(value: object) -> str | None:
         if isinstance(value, bool):
@@ -194,6 +207,7 @@ CHECKS: Mapping[str, Callable[[object], str | None]] = {
     "include_example_resource": check_boolean("include_example_resource"),
     "database": check_database,
     "use_redis": check_boolean("use_redis"),
+    "observability": check_observability,
     "run_tests": check_boolean("run_tests"),
 }
 

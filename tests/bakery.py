@@ -45,6 +45,7 @@ VALID_ANSWERS: dict[str, Any] = {
     "include_example_resource": True,
     "database": "sqlite",
     "use_redis": False,
+    "observability": "none",
     "run_tests": True,
 }
 # The questions cookiecutter asks, in order (keys starting with "_" are not asked).
@@ -75,6 +76,8 @@ def load_hook(name: str) -> ModuleType:
 _POST_GEN = load_hook("post_gen_project")
 EXAMPLE_RESOURCE_DIRS: tuple[str, ...] = _POST_GEN.EXAMPLE_RESOURCE_DIRS
 REDIS_FILES: tuple[str, ...] = _POST_GEN.REDIS_FILES
+OPENTELEMETRY_FILES: tuple[str, ...] = _POST_GEN.OPENTELEMETRY_FILES
+OBSERVABILITY: tuple[str, ...] = ("none", "opentelemetry")
 POSTGRESQL_ONLY_PATHS: tuple[str, ...] = _POST_GEN.POSTGRESQL_ONLY_PATHS
 SQLITE_ONLY_PATHS: tuple[str, ...] = _POST_GEN.SQLITE_ONLY_PATHS
 DATABASES: tuple[str, ...] = _POST_GEN.DATABASES
@@ -86,6 +89,7 @@ VARIANTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
     "database": (_POST_GEN.DATABASE_VARIANTS, DATABASES),
     "use_redis": (_POST_GEN.RATE_LIMIT_STORAGE_VARIANTS, ("redis", "memory")),
+    "observability": (_POST_GEN.OBSERVABILITY_VARIANTS, OBSERVABILITY),
 }
 
 
@@ -97,6 +101,7 @@ def variant_names(answers: Mapping[str, Any]) -> dict[str, str]:
         ),
         "database": str(answers.get("database", "sqlite")),
         "use_redis": "redis" if answers.get("use_redis", False) else "memory",
+        "observability": str(answers.get("observability", "none")),
     }
 
 
@@ -290,6 +295,7 @@ def expected_files(context: Mapping[str, Any]) -> set[str]:
     include_example = context["cookiecutter"]["include_example_resource"]
     use_redis = context["cookiecutter"].get("use_redis", False)
     postgresql = context["cookiecutter"].get("database") == "postgresql"
+    traced = context["cookiecutter"].get("observability", "none") == "opentelemetry"
     expected: set[str] = set()
     for root, _dirs, files in os.walk(PROJECT_TEMPLATE_DIR):
         for name in files:
@@ -308,6 +314,8 @@ def expected_files(context: Mapping[str, Any]) -> set[str]:
             ):
                 continue
             if not use_redis and relative.as_posix() in REDIS_FILES:
+                continue
+            if not traced and relative.as_posix() in OPENTELEMETRY_FILES:
                 continue
             only_elsewhere = SQLITE_ONLY_PATHS if postgresql else POSTGRESQL_ONLY_PATHS
             if any(relative.is_relative_to(path) for path in only_elsewhere):

@@ -198,11 +198,11 @@ class TestDefault(BakeChecks):
 
 @pytest.mark.bake
 class TestPython311WithPip(BakeChecks):
-    """Python 3.11 and the pip fallback used on machines without uv; nothing optional."""
+    """Python 3.11 and the pip fallback used on machines without uv."""
 
     python_version = "3.11"
     installer = "pip"
-    extra_context: ClassVar[dict[str, str]] = {"include_example_resource": "no"}
+    extra_context: ClassVar[dict[str, str]] = {"use_redis": "yes"}
 
     def test_venv_was_made_by_venv_and_pip(self, project: Path) -> None:
         assert venv_bin(project, "pip").exists()
@@ -222,11 +222,13 @@ ALL_ON: dict[str, object] = {
     "database": "postgresql",
     "use_redis": True,
     "include_example_resource": True,
+    "observability": "opentelemetry",
 }
 ALL_OFF: dict[str, object] = {
     "database": "sqlite",
     "use_redis": False,
     "include_example_resource": False,
+    "observability": "none",
 }
 
 
@@ -308,11 +310,7 @@ class TestWithoutExampleResource(BakeChecks):
     declared lower bounds and a bound that is too low fails here. This existing bake, the
     fastest one, carries it: another bake would cost minutes of CI time."""
 
-    extra_context: ClassVar[dict[str, str]] = {
-        "include_example_resource": "no",
-        "database": "postgresql",
-        "use_redis": "yes",
-    }
+    extra_context: ClassVar[dict[str, str]] = {"include_example_resource": "no"}
     env: ClassVar[dict[str, str]] = {"UV_RESOLUTION": "lowest-direct"}
 
     def test_locked_at_the_declared_lower_bounds(self, project: Path) -> None:
@@ -338,7 +336,14 @@ class TestWithoutExampleResource(BakeChecks):
 
 @pytest.mark.bake
 class TestHostileProjectName(BakeChecks):
-    """A name full of quotes, backslashes, SQL, Jinja and shell syntax, typed at the prompt."""
+    """A name full of quotes, backslashes, SQL, Jinja and shell syntax, typed at the prompt;
+    with every option on (their answers are the prompts' defaults)."""
+
+    extra_context: ClassVar[dict[str, str]] = {
+        "database": "postgresql",
+        "use_redis": "yes",
+        "observability": "opentelemetry",
+    }
 
     slug = "robert_service"
     # project_name, project_slug, then the defaults for every other question.
@@ -385,30 +390,41 @@ def assert_nothing_skipped(baked: Bake) -> None:
 
 @pytest.mark.bake
 class TestWithRedis(BakeChecks):
-    """Rate limits in Redis: the generated suite runs its Redis tests against the local server."""
+    """Rate limits in Redis: the generated suite runs its Redis tests against the local server.
+    Also the OpenTelemetry variant (observability), whose tracing tests run in the same suite."""
 
     python_version = "3.13"
-    extra_context: ClassVar[dict[str, str]] = {"use_redis": "yes", "include_example_resource": "no"}
+    extra_context: ClassVar[dict[str, str]] = {
+        "use_redis": "yes",
+        "include_example_resource": "no",
+        "observability": "opentelemetry",
+    }
 
     def test_redis_is_a_dependency(self, project: Path) -> None:
         config = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
         dependencies = config["project"]["dependencies"]
         assert any(dep.startswith("limits[async-redis]>=") for dep in dependencies)
 
-    def test_redis_tests_ran_and_none_was_skipped(self, baked: Bake, project: Path) -> None:
-        if not service_reachable("Redis", 6379, b"PING\r\n", b"+PONG"):
-            pytest.skip("Redis is not reachable at 127.0.0.1:6379")
-        assert (project / "tests" / "core" / "test_rate_limit_redis.py").is_file()
-        assert_nothing_skipped(baked)
+    def test_opentelemetry_is_a_dependency(self, project: Path) -> None:
+        config = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+        names = {re.split(r"[\[>=]", dep)[0] for dep in config["project"]["dependencies"]}
+        assert {"opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"} <= names
+        assert {"opentelemetry-instrumentation-sqlalchemy"} <= names
+        # FastAPI's own OpenTelemetry support (FastAPI(telemetry=...)) came in 0.142.
+        assert "fastapi>=0.142" in config["project"]["dependencies"]
+        assert (project / "tests" / "core" / "test_tracing.py").is_file()
 
 
 @pytest.mark.bake
 class TestPostgreSQL(BakeChecks):
-    """PostgreSQL, with every option on: the generated suite runs on throw-away databases of
-    the local server, and its Redis tests against the local Redis."""
+    """PostgreSQL: the generated suite runs on throw-away databases of the local server."""
 
     python_version = "3.11"
-    extra_context: ClassVar[dict[str, str]] = {"database": "postgresql", "use_redis": "yes"}
+    extra_context: ClassVar[dict[str, str]] = {
+        "database": "postgresql",
+        "include_example_resource": "no",
+        "observability": "opentelemetry",
+    }
 
     def test_asyncpg_replaces_aiosqlite(self, project: Path) -> None:
         config = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))

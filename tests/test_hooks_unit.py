@@ -273,6 +273,21 @@ def test_choose_rate_limit_storage_is_idempotent(tmp_path: Path, use_redis: bool
     assert (tmp_path / "tests/core/test_rate_limit.py").is_file()
 
 
+@pytest.mark.parametrize("observability", ["none", "opentelemetry"])
+def test_choose_observability_is_idempotent(tmp_path: Path, observability: str) -> None:
+    names = ("opentelemetry", "none")
+    files = variant_files(post.OBSERVABILITY_VARIANTS, *names)
+    lay_out(tmp_path, [*files, *post.OPENTELEMETRY_FILES, "tests/core/test_logging.py"])
+    post.choose_observability(tmp_path, observability)
+    post.choose_observability(tmp_path, observability)
+    traced = observability == "opentelemetry"
+    kept, gone = names if traced else names[::-1]
+    assert_kept(tmp_path, post.OBSERVABILITY_VARIANTS, kept, gone)
+    for name in post.OPENTELEMETRY_FILES:
+        assert (tmp_path / name).is_file() is traced
+    assert (tmp_path / "tests/core/test_logging.py").is_file()
+
+
 def test_every_variant_and_owned_path_is_in_the_template() -> None:
     """The hook's lists name files that exist: a renamed file would otherwise stay in every
     project, its variants beside it."""
@@ -280,17 +295,19 @@ def test_every_variant_and_owned_path_is_in_the_template() -> None:
         *variant_files(post.EXAMPLE_RESOURCE_VARIANTS, "with_items", "without_items"),
         *variant_files(post.DATABASE_VARIANTS, *post.DATABASES),
         *variant_files(post.RATE_LIMIT_STORAGE_VARIANTS, "redis", "memory"),
+        *variant_files(post.OBSERVABILITY_VARIANTS, "opentelemetry", "none"),
     ]
     owned = [
         *post.EXAMPLE_RESOURCE_DIRS,
         *post.POSTGRESQL_ONLY_PATHS,
         *post.SQLITE_ONLY_PATHS,
         *post.REDIS_FILES,
+        *post.OPENTELEMETRY_FILES,
     ]
     missing = [name for name in [*variants, *owned] if not (PROJECT_TEMPLATE_DIR / name).exists()]
     assert missing == []
     targets = [*post.EXAMPLE_RESOURCE_VARIANTS, *post.DATABASE_VARIANTS]
-    targets += post.RATE_LIMIT_STORAGE_VARIANTS
+    targets += [*post.RATE_LIMIT_STORAGE_VARIANTS, *post.OBSERVABILITY_VARIANTS]
     stored = [name for name in targets if (PROJECT_TEMPLATE_DIR / name).exists()]
     assert stored == [], "a variant's target must not be stored beside its variants"
 
@@ -310,6 +327,19 @@ def test_supported_databases_pass(database: str) -> None:
 def test_other_databases_are_refused(database: object) -> None:
     problem = pre.find_problem({**VALID_ANSWERS, "database": database})
     assert problem == f"database {database!r} is not supported; choose one of sqlite, postgresql"
+
+
+@pytest.mark.parametrize("observability", ["none", "opentelemetry"])
+def test_supported_observability_passes(observability: str) -> None:
+    assert pre.find_problem({**VALID_ANSWERS, "observability": observability}) is None
+
+
+@pytest.mark.parametrize("observability", ["prometheus", "", None, "OpenTelemetry", True])
+def test_other_observability_is_refused(observability: object) -> None:
+    problem = pre.find_problem({**VALID_ANSWERS, "observability": observability})
+    assert problem == (
+        f"observability {observability!r} is not supported; choose one of none, opentelemetry"
+    )
 
 
 def test_write_env_file_writes_a_private_secret_once(tmp_path: Path) -> None:

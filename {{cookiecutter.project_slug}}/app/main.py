@@ -20,6 +20,7 @@ from app.core.logging import REQUEST_ID_HEADER, RequestContextMiddleware, config
 from app.core.metrics import Metrics, MetricsMiddleware
 from app.core.ratelimit import RateLimiter
 from app.core.security import Passwords, Tokens
+from app.core.tracing import Tracing
 from app.db.engine import create_engine
 from app.db.session import create_sessionmaker
 from app.jobs.runner import JobRunner
@@ -34,10 +35,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.LOG_LEVEL)
     metrics = Metrics() if settings.METRICS_ENABLED else None
+    # Made before the app, which takes its spans' provider (app/core/tracing.py).
+    tracing = Tracing(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
+        tracing.instrument_engine(engine)
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.read_sessionmaker = create_sessionmaker(engine, read_only=True)
         if metrics is not None:
@@ -61,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await engine.dispose()
             app.state.rate_limiter.close()
             app.state.passwords.close()
+            await tracing.shutdown()  # the spans still queued, within TRACING_SHUTDOWN_SECONDS
             # The last thing the lifespan does: whoever reads the logs (and the tests) can see
             # that a stop closed the pool and the rate limit storage instead of dying first.
             logger.info("shutdown: database pool and rate limit storage closed")
@@ -76,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if docs else None,
         # No redirect from /items/ to /items: it would take its host from the Host header.
         redirect_slashes=False,
+        **tracing.fastapi_options(),
     )
     if docs:
         add_swagger_ui(app, "/openapi.json")
@@ -86,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # What the request path needs from the settings, built once from this app's settings
     # (routes get them through TokensDep and PasswordsDep, app/auth/dependencies.py).
     app.state.settings = settings
+    app.state.tracing = tracing
     app.state.tokens = Tokens(settings)
     app.state.passwords = Passwords(settings)
     install_error_handlers(app)

@@ -37,6 +37,7 @@ from app.core.db_settings import (
 )
 from app.core.project import PROJECT_DESCRIPTION, PROJECT_NAME, PROJECT_SLUG
 from app.core.ratelimit_settings import RateLimitStorageSettings
+from app.core.tracing_settings import TracingSettings
 
 # A value nobody should deploy: allowed locally, refused in production.
 DEFAULT_SECRET_KEY = "insecure-local-development-secret-change-me"
@@ -71,7 +72,7 @@ class SmtpSecurity(StrEnum):
     NONE = "none"  # no encryption: a relay on the same host or network only
 
 
-class Settings(DatabaseSettings, RateLimitStorageSettings, BaseSettings):
+class Settings(DatabaseSettings, RateLimitStorageSettings, TracingSettings, BaseSettings):
     """Every setting has a safe local default; production refuses the unsafe ones."""
 
     model_config = SettingsConfigDict(

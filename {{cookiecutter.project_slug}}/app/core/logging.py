@@ -18,6 +18,7 @@ from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import problem_response
+from app.core.tracing import current_trace_ids
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
@@ -29,10 +30,14 @@ logger = logging.getLogger("app.request")
 
 
 class RequestIdFilter(logging.Filter):
-    """Adds the request id to every record, and drops uvicorn's terminal-coloured copy."""
+    """Adds the request id to every record, the trace and span ids inside a traced request
+    (app/core/tracing.py), and drops uvicorn's terminal-coloured copy."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
+        trace_ids = current_trace_ids()
+        if trace_ids is not None:
+            record.trace_id, record.span_id = trace_ids
         record.__dict__.pop("color_message", None)
         return True
 

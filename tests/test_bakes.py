@@ -7,6 +7,7 @@ xdist worker and no variant is baked twice.
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
 import os
@@ -15,6 +16,8 @@ import shutil
 import socket
 import sys
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import ClassVar
@@ -50,6 +53,17 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 
+@contextmanager
+def one_at_a_time(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a file: one holder at a time across processes."""
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def mypy_command(project_dir: Path) -> list[str | Path]:
     """mypy as the generated project configures it, or strict on its code folders."""
     config = tomllib.loads((project_dir / "pyproject.toml").read_text(encoding="utf-8"))
@@ -78,14 +92,20 @@ class BakeChecks:
     def baked(cls, tmp_path_factory: pytest.TempPathFactory) -> Bake:
         if not python_available(cls.python_version):
             pytest.skip(f"Python {cls.python_version} is not installed on this machine")
-        return bake(
-            tmp_path_factory.mktemp(cls.__name__),
-            {**cls.extra_context, "python_version": cls.python_version},
-            env={"FASTAPI_TEMPLATE_INSTALLER": cls.installer, **cls.env},
-            keep_project_on_failure=True,
-            answers=cls.answers,
-            slug=cls.slug,
-        )
+        # A PostgreSQL bake's suite opens dozens of connections (real servers, concurrent
+        # requests); two at once went past the server's 100, so those bakes take turns, in
+        # every xdist worker of this run (the lock file is in the run's shared temp folder).
+        postgresql = bake_answers(cls)["database"] == "postgresql"
+        lock = tmp_path_factory.getbasetemp().parent / "postgresql-bakes.lock"
+        with one_at_a_time(lock) if postgresql else nullcontext():
+            return bake(
+                tmp_path_factory.mktemp(cls.__name__),
+                {**cls.extra_context, "python_version": cls.python_version},
+                env={"FASTAPI_TEMPLATE_INSTALLER": cls.installer, **cls.env},
+                keep_project_on_failure=True,
+                answers=cls.answers,
+                slug=cls.slug,
+            )
 
     @pytest.fixture
     def project(self, baked: Bake) -> Path:

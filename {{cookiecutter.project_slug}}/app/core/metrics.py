@@ -209,6 +209,7 @@ class RouteTemplates:
     def __init__(self, routes: Sequence[BaseRoute]) -> None:
         self.routes = routes
         self._table: dict[int, tuple[object, Templates]] = {}
+        self._built_from = -1  # how many routes the app had when the table was built
 
     def _build(self) -> dict[int, tuple[object, Templates]]:
         found: dict[int, tuple[object, list[tuple[re.Pattern[str] | None, str]]]] = {}
@@ -228,12 +229,14 @@ class RouteTemplates:
         target = scope.get("route") or scope.get("endpoint")
         if target is None:
             return UNMATCHED
+        if self._built_from != len(self.routes):
+            # The first request, or routes added to the app since (tests add some): building
+            # the table walks every route, so it happens then and never per request.
+            self._table = self._build()
+            self._built_from = len(self.routes)
         known = self._table.get(id(target))
         if known is None:
-            # A route added since the last look (tests add some), or one outside the table
-            # (remembered as such, so it is not looked for again).
-            self._table = self._build()
-            known = self._table.setdefault(id(target), (target, ()))
+            return UNMATCHED  # a route object outside the table: folded, nothing remembered
         templates = known[1]
         if len(templates) == 1:
             return templates[0][1]

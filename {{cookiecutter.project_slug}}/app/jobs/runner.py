@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 # A due job another runner is claiming right now: look again this soon.
 _CONTENDED_WAIT_SECONDS = 0.05
+# How long stop waits for a look at the queue in progress (one read, or one claim) to end.
+_LOOP_STOP_SECONDS = 5.0
 
 
 def _runner_id() -> str:
@@ -66,6 +68,7 @@ class JobRunner:
         self._main: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._trouble: str | None = None  # what keeps the queue from being read, if anything
+        self._stopping = False
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -83,29 +86,45 @@ class JobRunner:
 
     async def stop(self) -> None:
         """Claim no more; let running jobs finish within JOBS_SHUTDOWN_SECONDS, then cancel
-        them, which hands them back."""
+        them, which hands them back.
+
+        The loop is asked to end rather than cancelled: a cancel that lands inside a query can
+        leave an asyncpg connection waiting forever (MagicStack/asyncpg#873), and a shutdown
+        must end. Each wait here is bounded, so stop returns even then."""
         service.remove_waker(self.wake)
+        self._stopping = True
+        self._wake.set()
+        bound = self._settings.JOBS_SHUTDOWN_SECONDS
         if self._main is not None:
-            self._main.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._main
+            # A look in progress ends with its query; then the loop sees _stopping.
+            _, looking = await asyncio.wait({self._main}, timeout=_LOOP_STOP_SECONDS)
+            await self._cancel(looking, bound)
         running = set(self._running)
         handed_back = 0
         if running:
-            _, unfinished = await asyncio.wait(
-                running, timeout=self._settings.JOBS_SHUTDOWN_SECONDS
-            )
-            for task in unfinished:
-                task.cancel()
-            await asyncio.gather(*unfinished, return_exceptions=True)
+            _, unfinished = await asyncio.wait(running, timeout=bound)
             handed_back = len(unfinished)
+            await self._cancel(unfinished, bound)
         logger.info("jobs: runner stopped", extra={"runner": self.id, "handed_back": handed_back})
+
+    async def _cancel(self, tasks: set[asyncio.Task[None]], within: float) -> None:
+        """Cancel the tasks and wait for them, at most `within` seconds (at least one)."""
+        if not tasks:
+            return
+        for task in tasks:
+            task.cancel()
+        _, stuck = await asyncio.wait(tasks, timeout=max(within, 1.0))
+        if stuck:
+            logger.error(
+                "jobs: tasks did not end when cancelled; their jobs run again after the lease",
+                extra={"runner": self.id, "tasks": sorted(task.get_name() for task in stuck)},
+            )
 
     # --- The loop ---------------------------------------------------------------------------
 
     async def _poll(self) -> None:
         poll = self._settings.JOBS_POLL_SECONDS
-        while True:
+        while not self._stopping:
             self._wake.clear()
             wait = poll
             try:

@@ -68,6 +68,22 @@ async def block(context: JobContext, *, key: str) -> None:
     await asyncio.Event().wait()
 
 
+# Set by a test to let `stubborn` jobs end.
+RELEASE_STUBBORN = asyncio.Event()
+
+
+@job("tests.stubborn")
+async def stubborn(context: JobContext, *, key: str) -> None:
+    """A job that ignores its cancel (as a job stuck in a driver can), until released."""
+    RUNS.started.append((key, context.id, context.attempt))
+    while not RELEASE_STUBBORN.is_set():
+        try:
+            await asyncio.sleep(0.02)
+        except asyncio.CancelledError:
+            continue
+    RUNS.done.append((key, context.id, context.attempt))
+
+
 @pytest.fixture(scope="module")
 def jobs_database() -> Iterator[str]:
     with databases.scratch_database(databases.new_database_url("jobs"), migrated=True) as url:
@@ -87,8 +103,8 @@ class Queue:
     def settings(self, **overrides: Any) -> Settings:
         return Settings(**{**self.overrides, "DATABASE_URL": self.url, **overrides})
 
-    @asynccontextmanager
-    async def runner(self, **overrides: Any) -> AsyncIterator[JobRunner]:
+    def new_runner(self, **overrides: Any) -> tuple[JobRunner, AsyncEngine]:
+        """A runner, not started, and the engine it alone uses (the caller disposes it)."""
         settings = self.settings(**overrides)
         engine = create_engine(settings)
         runner = JobRunner(
@@ -96,6 +112,11 @@ class Queue:
             sessionmaker=create_sessionmaker(engine),
             read_sessionmaker=create_sessionmaker(engine, read_only=True),
         )
+        return runner, engine
+
+    @asynccontextmanager
+    async def runner(self, **overrides: Any) -> AsyncIterator[JobRunner]:
+        runner, engine = self.new_runner(**overrides)
         runner.start()
         try:
             yield runner
@@ -143,6 +164,7 @@ async def queue(jobs_database: str) -> AsyncIterator[Queue]:
     RUNS.done.clear()
     RUNS.started.clear()
     RUNS.failing.clear()
+    RELEASE_STUBBORN.clear()
     yield Queue(jobs_database, engine, create_sessionmaker(engine), overrides)
     async with engine.begin() as connection:
         await connection.execute(delete(Job))

@@ -19,7 +19,17 @@ from app.jobs.exceptions import JobNotDead, JobNotFound
 from app.jobs.models import Job, JobStatus
 from app.jobs.registry import JobContext, job
 from app.jobs.runner import JobRunner
-from tests.jobs.conftest import FAST_JOBS, RUNS, Queue, block, eventually, flaky, record
+from tests.jobs.conftest import (
+    FAST_JOBS,
+    RELEASE_STUBBORN,
+    RUNS,
+    Queue,
+    block,
+    eventually,
+    flaky,
+    record,
+    stubborn,
+)
 
 
 async def _enqueue(queue: Queue, *keys: str, seconds: float = 0.0) -> list[uuid.UUID]:
@@ -205,6 +215,31 @@ async def test_stopping_lets_a_short_job_finish(queue: Queue) -> None:
         await eventually(started)
     assert [key for key, _, _ in RUNS.done] == ["short"]
     assert await queue.count() == 0
+
+
+async def test_stopping_ends_in_bounded_time_when_a_job_ignores_its_cancel(
+    queue: Queue, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with queue.sessionmaker() as session, session.begin():
+        await service.enqueue(session, stubborn, key="stuck")
+    runner, engine = queue.new_runner(JOBS_SHUTDOWN_SECONDS=0.2)
+    with caplog.at_level(logging.INFO, logger="app.jobs.runner"):
+        runner.start()
+        try:
+            await eventually(started)
+            stopping = time.monotonic()
+            async with asyncio.timeout(10):  # what the test allows; stop takes about 1.2 s
+                await runner.stop()
+            stopped_in = time.monotonic() - stopping
+        finally:
+            RELEASE_STUBBORN.set()  # the job ends by itself, and is still recorded as done
+            await queue.until_empty()
+            await engine.dispose()
+    assert stopped_in < 5
+    messages = [record.getMessage() for record in caplog.records]
+    stuck = "jobs: tasks did not end when cancelled; their jobs run again after the lease"
+    assert messages.index(stuck) < messages.index("jobs: runner stopped")
+    assert [key for key, _, _ in RUNS.done] == ["stuck"]
 
 
 async def test_two_runners_never_run_one_job_twice(queue: Queue) -> None:

@@ -8,6 +8,7 @@ directories), which keeps parallel workers apart and the home directory clean.
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import os
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
@@ -469,3 +471,14 @@ def snapshot(directory: Path) -> dict[str, tuple[int, bytes]]:
         if path.is_file():
             files[path.relative_to(directory).as_posix()] = (path.stat().st_mode, path.read_bytes())
     return files
+
+
+@contextmanager
+def one_at_a_time(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a file: one holder at a time across processes."""
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -117,6 +117,8 @@ def check_dockerfile(project: Path, answers: Mapping[str, Any]) -> None:
     assert "METRICS_PORT=8001" in environment
     assert final["EXPOSE"] == ["8000 8001"]
     assert "ENVIRONMENT=production" in environment
+    # Limits in each process's memory: one worker, which serve accepts in production.
+    assert ("WEB_CONCURRENCY=1" in environment) == (not answers["use_redis"])
     if answers["database"] == "sqlite":
         assert "DATABASE_URL=sqlite+aiosqlite:////data/app.db" in environment
         assert final["VOLUME"] == ['["/data"]']

@@ -7,7 +7,6 @@ xdist worker and no variant is baked twice.
 
 from __future__ import annotations
 
-import fcntl
 import itertools
 import json
 import os
@@ -16,8 +15,7 @@ import shutil
 import socket
 import sys
 import tomllib
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import ClassVar
@@ -32,6 +30,7 @@ from bakery import (
     bake,
     expected_files,
     load_hook,
+    one_at_a_time,
     project_files,
     pytest_summary,
     python_available,
@@ -51,17 +50,7 @@ from monitoring import check_prometheus_scrape
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
-
-
-@contextmanager
-def one_at_a_time(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on a file: one holder at a time across processes."""
-    with lock_path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+from podman import check_image
 
 
 def mypy_command(project_dir: Path) -> list[str | Path]:
@@ -346,6 +335,12 @@ class TestWithoutExampleResource(BakeChecks):
         }
         assert off == {}, off
 
+    def test_the_image_builds_and_runs_as_in_production(
+        self, baked: Bake, project: Path, tmp_path: Path
+    ) -> None:
+        """Built with podman from the Dockerfile as generated, migrated and served by it."""
+        check_image(project, baked.context()["cookiecutter"], tmp_path)
+
     def test_example_resource_is_gone(self, project: Path) -> None:
         assert not (project / "app" / "items").exists()
         assert not (project / "tests" / "items").exists()
@@ -369,6 +364,12 @@ class TestHostileProjectName(BakeChecks):
     # project_name, project_slug, then the defaults for every other question.
     answers = (HOSTILE_NAME, "robert_service", *[""] * (len(QUESTIONS) - 2))
     allowed_literals = ("{{ x }}",)
+
+    def test_the_image_builds_and_runs_as_in_production(
+        self, baked: Bake, project: Path, tmp_path: Path
+    ) -> None:
+        """Built with podman from the Dockerfile as generated, migrated and served by it."""
+        check_image(project, baked.context()["cookiecutter"], tmp_path)
 
     def test_name_is_in_the_readme(self, project: Path) -> None:
         assert HOSTILE_NAME in (project / "README.md").read_text(encoding="utf-8")

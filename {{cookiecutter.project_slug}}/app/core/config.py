@@ -5,6 +5,7 @@ Alembic, or the CLI) is started, as with any twelve-factor app: never beside the
 package, which may sit in a read-only site-packages.
 """
 
+import json
 import os
 import re
 import sys
@@ -38,6 +39,11 @@ from app.core.db_settings import (
 from app.core.project import PROJECT_DESCRIPTION, PROJECT_NAME, PROJECT_SLUG
 from app.core.ratelimit_settings import RateLimitStorageSettings
 from app.core.tracing_settings import TracingSettings
+
+# A host name (labels of letters, digits and inner hyphens; an IPv4 address is one too),
+# after an optional "*." for its subdomains.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"(?:\*\.)?{_LABEL}(?:\.{_LABEL})*")
 
 # A value nobody should deploy: allowed locally, refused in production.
 DEFAULT_SECRET_KEY = "insecure-local-development-secret-change-me"
@@ -214,8 +220,7 @@ class Settings(DatabaseSettings, RateLimitStorageSettings, TracingSettings, Base
     @classmethod
     def _check_hosts(cls, hosts: list[str]) -> list[str]:
         for host in hosts:
-            name = host.removeprefix("*.")
-            if host != "*" and (not name or any(char in name for char in "*/:@ ")):
+            if host != "*" and not _HOST_NAME.fullmatch(host):
                 raise ValueError(f"{host!r} is not a host name such as api.example.com")
         return [host.lower() for host in hosts]
 
@@ -251,7 +256,14 @@ class Settings(DatabaseSettings, RateLimitStorageSettings, TracingSettings, Base
     @field_validator("CORS_ORIGINS", "TRUSTED_PROXIES", "ALLOWED_HOSTS", mode="before")
     @classmethod
     def _split_lists(cls, value: object) -> object:
+        """Comma-separated (`a.example.com,b.example.com`) or a JSON list (`["a", "b"]`)."""
         if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                try:
+                    return json.loads(value)
+                except json.JSONDecodeError:
+                    message = f"{value!r} is neither a JSON list nor comma-separated values"
+                    raise ValueError(message) from None
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 

@@ -87,6 +87,10 @@ def test_cors_origins_accept_a_comma_separated_list() -> None:
         ({"TRUSTED_PROXIES": "10.0.0.1/8"}, "TRUSTED_PROXIES"),
         ({"ALLOWED_HOSTS": "https://api.example.com"}, "ALLOWED_HOSTS"),
         ({"ALLOWED_HOSTS": "api.*.com"}, "ALLOWED_HOSTS"),
+        ({"ALLOWED_HOSTS": "api_test"}, "ALLOWED_HOSTS"),
+        ({"ALLOWED_HOSTS": '"api.test"'}, "ALLOWED_HOSTS"),
+        ({"ALLOWED_HOSTS": '["api.test"'}, "ALLOWED_HOSTS"),
+        ({"CORS_ORIGINS": '["https://a.test",]'}, "CORS_ORIGINS"),
         ({"MAX_REQUEST_BODY_BYTES": 10}, "MAX_REQUEST_BODY_BYTES"),
         ({"JWT_LEEWAY_SECONDS": -1}, "JWT_LEEWAY_SECONDS"),
         ({"JWT_LEEWAY_SECONDS": 3600}, "JWT_LEEWAY_SECONDS"),
@@ -234,6 +238,15 @@ def test_rate_limits_hardening_lists_and_production_hosts() -> None:
         "::1/128",
     ]
     assert settings.ALLOWED_HOSTS == ["api.example.com", "*.example.org"]
+    # A JSON list, as other settings tools write lists, says the same.
+    as_json = _settings(
+        TRUSTED_PROXIES='["10.0.0.0/8", "::1"]',
+        ALLOWED_HOSTS='["API.example.com", "*.example.org"]',
+        CORS_ORIGINS='["https://app.example.com"]',
+    )
+    assert as_json.ALLOWED_HOSTS == settings.ALLOWED_HOSTS
+    assert [str(network) for network in as_json.TRUSTED_PROXIES] == ["10.0.0.0/8", "::1/128"]
+    assert as_json.CORS_ORIGINS == ["https://app.example.com"]
     message = _error(ENVIRONMENT="production", SECRET_KEY=STRONG_SECRET)
     assert message == (
         "invalid configuration: ALLOWED_HOSTS must list the API's host names in production"

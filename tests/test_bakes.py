@@ -199,6 +199,12 @@ class TestDefault(BakeChecks):
             visit.local
         ), report
 
+    def test_the_image_builds_and_runs_as_in_production(
+        self, baked: Bake, project: Path, tmp_path: Path
+    ) -> None:
+        """Built with podman from the Dockerfile as generated, migrated and served by it."""
+        check_image(project, baked.context()["cookiecutter"], tmp_path)
+
     def test_a_real_prometheus_scrapes_the_served_metrics(
         self, project: Path, tmp_path: Path
     ) -> None:
@@ -334,12 +340,6 @@ class TestWithoutExampleResource(BakeChecks):
             if locked.get(name) != {bound}
         }
         assert off == {}, off
-
-    def test_the_image_builds_and_runs_as_in_production(
-        self, baked: Bake, project: Path, tmp_path: Path
-    ) -> None:
-        """Built with podman from the Dockerfile as generated, migrated and served by it."""
-        check_image(project, baked.context()["cookiecutter"], tmp_path)
 
     def test_example_resource_is_gone(self, project: Path) -> None:
         assert not (project / "app" / "items").exists()

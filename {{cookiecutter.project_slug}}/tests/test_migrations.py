@@ -206,6 +206,12 @@ def test_upgrade_to_head_keeps_existing_rows(empty_database: str) -> None:
         for row in seeded["refresh_tokens"]
     }
     assert _on(empty_database, _family_issued_at) == first_issued
+    # Accounts that existed before email verification count as unverified.
+    verified = _table("users", email_verified_at=_TIME)
+    assert _on(empty_database, lambda c: list(c.execute(sa.select(verified)).scalars())) == [
+        None,
+        None,
+    ]
 
 
 def _users(connection: Connection) -> dict[uuid.UUID, tuple[str, bool, int]]:

@@ -10,6 +10,7 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.exceptions import AdminRequired, InvalidToken
+from app.core.config import Settings
 from app.core.security import AccessClaims, InvalidTokenError, Passwords, Tokens
 from app.db.session import SessionDep, SessionmakerDep
 from app.users import service as users_service
@@ -31,6 +32,13 @@ async def get_passwords(request: Request) -> Passwords:
     return passwords
 
 
+async def get_app_settings(request: Request) -> Settings:
+    """The settings the app was built with (create_app), not the environment's of now."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 TokensDep = Annotated[Tokens, Depends(get_tokens)]
 PasswordsDep = Annotated[Passwords, Depends(get_passwords)]
 

@@ -1,4 +1,4 @@
-from app.core.errors import PermissionDenied, Unauthorized
+from app.core.errors import AppError, PermissionDenied, Unauthorized
 
 
 class InvalidCredentials(Unauthorized):
@@ -25,3 +25,20 @@ class RefreshTokenReused(InvalidRefreshToken):
 class AdminRequired(PermissionDenied):
     code = "admin_required"
     message = "This requires an admin account."
+
+
+class EmailNotVerified(PermissionDenied):
+    """Only someone with the right password learns this (REQUIRE_VERIFIED_EMAIL)."""
+
+    code = "email_not_verified"
+    message = "Verify your email address first: follow the link in the verification email."
+
+
+class InvalidResetToken(AppError):
+    code = "invalid_reset_token"
+    message = "The password-reset token is invalid, expired or already used; request a new one."
+
+
+class InvalidVerificationToken(AppError):
+    code = "invalid_verification_token"
+    message = "The verification token is invalid, expired or already used; request a new one."

@@ -5,9 +5,11 @@ from pydantic import StringConstraints
 
 from app.core.schemas import ReadSchema, Schema, SingleLine
 from app.users.models import EMAIL_MAX_LENGTH
-from app.users.schemas import PASSWORD_MAX_LENGTH, PasswordBytes
+from app.users.schemas import PASSWORD_MAX_LENGTH, Email, Password, PasswordBytes
 
 RefreshTokenStr = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+# A password-reset or verification token (43 characters as issued; longer is never one).
+AccountTokenStr = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
 class LoginForm(Schema):
@@ -37,3 +39,26 @@ class TokenPair(ReadSchema):
 
 class RefreshRequest(Schema):
     refresh_token: RefreshTokenStr
+
+
+class EmailRequest(Schema):
+    """Ask for a password-reset or a verification email to be sent to this address."""
+
+    email: Email
+
+
+class EmailRequestAccepted(ReadSchema):
+    """The same answer whether or not an account has the address."""
+
+    detail: str = (
+        "If an account can receive this email, it is on its way. It may take a few minutes."
+    )
+
+
+class PasswordResetConfirm(Schema):
+    token: AccountTokenStr
+    new_password: Password
+
+
+class EmailVerification(Schema):
+    token: AccountTokenStr

@@ -1,4 +1,5 @@
-"""Registration, login, refresh-token rotation with reuse detection, and logout (one login or all).
+"""Registration, login, refresh-token rotation with reuse detection, logout (one login or all),
+and the account emails' tokens: password reset and email verification.
 
 The objects built from the settings (`Tokens`, `Passwords`) come in as keyword arguments.
 """
@@ -10,11 +11,21 @@ from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.exceptions import InvalidCredentials, InvalidRefreshToken, RefreshTokenReused
-from app.auth.models import RefreshToken
+from app.auth.account_tokens import find_usable_token, spend_account_token
+from app.auth.exceptions import (
+    EmailNotVerified,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    InvalidResetToken,
+    InvalidVerificationToken,
+    RefreshTokenReused,
+)
+from app.auth.jobs import send_password_reset_email, send_verification_email
+from app.auth.models import AccountTokenPurpose, RefreshToken
 from app.auth.schemas import TokenPair
 from app.core.errors import is_foreign_key_violation
-from app.core.security import Passwords, Tokens, digest_refresh_token, new_refresh_token
+from app.core.security import Passwords, Tokens, digest_secret_token, new_secret_token
+from app.db.base import utcnow
 from app.db.session import end_read_only_transaction
 from app.jobs.service import enqueue
 from app.users.jobs import send_welcome_email
@@ -24,17 +35,24 @@ from app.users.service import create_user, get_user_by_email, lock_user
 
 
 async def register(session: AsyncSession, *, passwords: Passwords, data: UserCreate) -> User:
-    """Create an account, and in the same transaction the job that welcomes it: the email
-    goes out only if the account is stored, and is not lost if it is."""
+    """Create an account, and in the same transaction the job that mails it a verification
+    link: the email goes out only if the account is stored, and is not lost if it is."""
     user = await create_user(session, passwords=passwords, data=data)
-    await enqueue(session, send_welcome_email, user_id=user.id)
+    await enqueue(session, send_verification_email, email=user.email)
     return user
 
 
 async def authenticate(
-    session: AsyncSession, *, passwords: Passwords, email: str, password: str
+    session: AsyncSession,
+    *,
+    passwords: Passwords,
+    email: str,
+    password: str,
+    require_verified_email: bool = False,
 ) -> User:
-    """The active user with these credentials; one error for every way it can fail.
+    """The active user with these credentials; one error for every way it can fail, but one:
+    with `require_verified_email`, the right password of an unverified address is told so
+    (EmailNotVerified), since only the account's owner can get that far.
 
     The password is checked with no transaction open (the lookup's read-only one is ended
     first): the check takes a while, and must hold neither a connection nor a lock. The
@@ -56,6 +74,8 @@ async def authenticate(
     if new_hash is not None:
         # An outdated hash (bcrypt, or weaker Argon2 settings) is replaced now that we can.
         current.password_hash = new_hash
+    if require_verified_email and current.email_verified_at is None:
+        raise EmailNotVerified
     return current
 
 
@@ -76,13 +96,13 @@ async def issue_tokens(
     Raises InvalidCredentials when the user was deleted after it was read."""
     now = datetime.now(UTC)
     family_issued_at = family.family_issued_at if family else now
-    refresh_token = new_refresh_token()
+    refresh_token = new_secret_token()
     session.add(
         RefreshToken(
             user_id=user.id,
             family_id=family.family_id if family else uuid.uuid4(),
             family_issued_at=family_issued_at,
-            token_hash=digest_refresh_token(refresh_token),
+            token_hash=digest_secret_token(refresh_token),
             token_version=user.token_version,
             issued_at=now,
             expires_at=min(
@@ -104,7 +124,7 @@ async def issue_tokens(
 
 async def _find(session: AsyncSession, refresh_token: str) -> RefreshToken:
     stored = await session.scalar(
-        select(RefreshToken).where(RefreshToken.token_hash == digest_refresh_token(refresh_token))
+        select(RefreshToken).where(RefreshToken.token_hash == digest_secret_token(refresh_token))
     )
     if stored is None:
         raise InvalidRefreshToken
@@ -178,3 +198,52 @@ async def prune_refresh_tokens(session: AsyncSession, *, older_than: datetime) -
     )
     deleted: int = result.rowcount  # type: ignore[attr-defined]
     return deleted
+
+
+# --- Account emails: password reset and email verification ------------------------------------
+#
+# A request only enqueues the job that mails the token, with the address it was given: it does
+# the same work, and so takes about the same time, whether or not an account has the address.
+# The job looks the account up and issues the token (app/auth/jobs.py). The token exists in the
+# email alone; the database keeps its digest, the address it went to, its expiry and its use.
+
+
+async def request_password_reset(session: AsyncSession, *, email: str) -> None:
+    await enqueue(session, send_password_reset_email, email=email)
+
+
+async def request_verification_email(session: AsyncSession, *, email: str) -> None:
+    await enqueue(session, send_verification_email, email=email)
+
+
+async def reset_password(
+    session: AsyncSession, *, passwords: Passwords, token: str, new_password: str
+) -> None:
+    """Set the password of the token's account and sign it out everywhere.
+
+    A token that does not work is refused before any hashing, so a forged one costs a lookup.
+    A working one is checked with no transaction open, then spent and applied in the one that
+    writes. Receiving the token proves the address too: an unverified one becomes verified."""
+    purpose = AccountTokenPurpose.PASSWORD_RESET
+    stored = await find_usable_token(session, token=token, purpose=purpose, error=InvalidResetToken)
+    await end_read_only_transaction(session)
+    password_hash = await passwords.hash(new_password)
+    user = await spend_account_token(session, stored, error=InvalidResetToken)
+    user.password_hash = password_hash
+    user.token_version += 1  # every access and refresh token issued before stops working
+    if user.email_verified_at is None:
+        user.email_verified_at = utcnow()
+    await session.flush()
+
+
+async def verify_email(session: AsyncSession, *, token: str) -> None:
+    """Mark the token's address verified; the first time, the welcome email follows."""
+    purpose = AccountTokenPurpose.EMAIL_VERIFICATION
+    stored = await find_usable_token(
+        session, token=token, purpose=purpose, error=InvalidVerificationToken
+    )
+    user = await spend_account_token(session, stored, error=InvalidVerificationToken)
+    if user.email_verified_at is None:
+        user.email_verified_at = utcnow()
+        await enqueue(session, send_welcome_email, user_id=user.id)
+    await session.flush()

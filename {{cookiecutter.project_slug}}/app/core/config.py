@@ -16,6 +16,7 @@ from typing import Annotated, Self
 
 from limits import parse_many
 from pydantic import (
+    AnyHttpUrl,
     Field,
     IPvAnyAddress,
     IPvAnyNetwork,
@@ -173,6 +174,17 @@ class Settings(DatabaseSettings, RateLimitStorageSettings, TracingSettings, Base
     SMTP_PASSWORD: SecretStr | None = None
     SMTP_TIMEOUT_SECONDS: float = Field(default=10, gt=0, le=300)
 
+    # --- Account emails: password reset and email verification -------------------------------
+    # Where the emails' links point: FRONTEND_URL/reset-password#token=... and
+    # FRONTEND_URL/verify-email#token=... (the token in the fragment, which no server logs or
+    # Referer header carries). Unset: the emails carry the token alone, to paste into the API.
+    FRONTEND_URL: AnyHttpUrl | None = None
+    PASSWORD_RESET_TOKEN_MINUTES: int = Field(default=30, ge=1, le=24 * 60)
+    EMAIL_VERIFICATION_TOKEN_HOURS: int = Field(default=72, ge=1, le=30 * 24)
+    # True: an account may sign in only once its address is verified. False: registration still
+    # sends the verification email, and `email_verified` tells the API's clients.
+    REQUIRE_VERIFIED_EMAIL: bool = False
+
     # --- Rate limits and request hardening ---------------------------------------------------
     # Limits in the notation of the `limits` library: "5/minute", "100 per hour", or several
     # joined by ";" ("10/minute;100/day"). Each counts requests in a moving window.
@@ -184,6 +196,11 @@ class Settings(DatabaseSettings, RateLimitStorageSettings, TracingSettings, Base
     # Wrong `current_password` on PATCH /users/me per user, refused the same way.
     RATE_LIMIT_CURRENT_PASSWORD: str = "5/minute"
     RATE_LIMIT_REGISTER: str = "10/hour"  # registrations per client address
+    # Password-reset and verification-email requests per client address (then 429).
+    RATE_LIMIT_EMAIL_REQUESTS: str = "10/hour"
+    # Those emails per recipient address: past it a request is answered as always (202) and
+    # nothing is sent, so the answer never tells whether the address has an account.
+    RATE_LIMIT_EMAILS_PER_RECIPIENT: str = "3/hour"
     # An IPv6 client counts by its network of this many bits (a /64 is one customer's).
     RATE_LIMIT_IPV6_PREFIX: int = Field(default=64, ge=32, le=128)
     # When the limit storage fails: true lets requests through (one warning logged per
@@ -205,6 +222,8 @@ class Settings(DatabaseSettings, RateLimitStorageSettings, TracingSettings, Base
         "RATE_LIMIT_LOGIN_USERNAME",
         "RATE_LIMIT_CURRENT_PASSWORD",
         "RATE_LIMIT_REGISTER",
+        "RATE_LIMIT_EMAIL_REQUESTS",
+        "RATE_LIMIT_EMAILS_PER_RECIPIENT",
     )
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:

@@ -193,6 +193,8 @@ class RateLimiter:
             "default": parse_many(settings.RATE_LIMIT_DEFAULT),
             "login": parse_many(settings.RATE_LIMIT_LOGIN),
             "register": parse_many(settings.RATE_LIMIT_REGISTER),
+            "email_request": parse_many(settings.RATE_LIMIT_EMAIL_REQUESTS),
+            "email_recipient": parse_many(settings.RATE_LIMIT_EMAILS_PER_RECIPIENT),
             # Failures, not attempts (see `limit_failures`).
             "login_failure": parse_many(settings.RATE_LIMIT_LOGIN_USERNAME),
             "current_password_failure": parse_many(settings.RATE_LIMIT_CURRENT_PASSWORD),
@@ -234,6 +236,16 @@ class RateLimiter:
         self._storage_answered()
         if resets:
             self._refuse(name, resets)
+
+    async def allows(self, name: str, key: str) -> bool:
+        """Count one hit of limit `name` for `key`: False past the limit, where `hit` would
+        refuse. For a limit the client must not notice (`email_recipient`); when the storage
+        is down it answers as `hit` does: True failing open, RateLimitUnavailable failing closed."""
+        try:
+            await self.hit(name, key)
+        except TooManyRequests:
+            return False
+        return True
 
     async def check_failures(self, name: str, key: str, address: str) -> None:
         """Raise TooManyRequests when `key` has had too many failures of `name` in its window
@@ -358,6 +370,16 @@ async def limit_register(limiter: RateLimiterDep, client: ClientKey) -> None:
     await limiter.hit("register", client)
 
 
+async def limit_email_requests(limiter: RateLimiterDep, client: ClientKey) -> None:
+    """Password-reset and verification-email requests per client address."""
+    await limiter.hit("email_request", client)
+
+
+def recipient_key(email: str) -> str:
+    """The key an email address counts under: hashed, as no address is kept in the storage."""
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
 async def limit_login(limiter: RateLimiterDep, client: ClientKey) -> None:
     """Login attempts per client address, whatever their outcome."""
     await limiter.hit("login", client)
@@ -400,7 +422,7 @@ async def login_username(request: Request) -> str | None:
     storage). The form has been parsed, and cached, by the time this runs."""
     username = (await request.form()).get("username")
     if isinstance(username, str) and username.strip():
-        return hashlib.sha256(username.strip().lower().encode()).hexdigest()
+        return recipient_key(username)
     return None
 
 

@@ -256,10 +256,12 @@ class Tokens:
             raise InvalidTokenError(str(exc)) from exc
 
 
-def new_refresh_token() -> str:
+def new_secret_token() -> str:
+    """256 random bits, URL-safe: a refresh token, or a password-reset or verification token."""
     return secrets.token_urlsafe(32)
 
 
-def digest_refresh_token(token: str) -> str:
-    """Refresh tokens carry 256 random bits, so a plain SHA-256 is a safe lookup key."""
+def digest_secret_token(token: str) -> str:
+    """What is stored of a `new_secret_token`: with 256 random bits, a plain SHA-256 is a
+    safe lookup key (no salt or slow hash needed), and the database never holds the token."""
     return hashlib.sha256(token.encode()).hexdigest()

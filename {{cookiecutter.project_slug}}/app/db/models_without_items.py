@@ -1,11 +1,12 @@
 """Every model, imported in one place so Alembic and the mappers see the whole schema."""
 
-from app.auth.models import RefreshToken
+from app.auth.models import AccountToken, RefreshToken
 from app.db.base import Base
 from app.jobs.models import Job
 from app.users.models import User
 
 __all__ = [
+    "AccountToken",
     "Base",
     "Job",
     "RefreshToken",

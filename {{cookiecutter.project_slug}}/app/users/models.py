@@ -1,5 +1,6 @@
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
@@ -32,6 +33,8 @@ class User(UUIDPrimaryKey, Timestamps, Base):
     is_active: Mapped[bool] = mapped_column(default=True)
     # Bumped on a password change or deactivation: every token issued before stops working.
     token_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    # When the owner proved they receive mail at `email` (POST /auth/verify-email); None: not yet.
+    email_verified_at: Mapped[datetime | None]
 
     __table_args__ = (Index("uq_users_email_lower", func.lower(email), unique=True),)
 

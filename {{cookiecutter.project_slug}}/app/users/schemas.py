@@ -58,6 +58,8 @@ class UserRead(ReadSchema):
     full_name: str | None
     role: Role
     is_active: bool
+    # Set once the owner followed the verification email (POST /auth/verify-email).
+    email_verified_at: datetime | None
     created_at: datetime
 
 

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.auth import service
 from app.auth.exceptions import InvalidCredentials, InvalidRefreshToken, RefreshTokenReused
 from app.auth.models import RefreshToken
-from app.core.security import Passwords, Tokens, digest_refresh_token
+from app.core.security import Passwords, Tokens, digest_secret_token
 from app.users.models import User
 from tests.factories import DEFAULT_PASSWORD
 from tests.passwords import ChangedWhileChecking
@@ -43,7 +43,7 @@ async def test_issue_tokens_stores_only_a_digest(
     pair = await service.issue_tokens(session, tokens=tokens, user=user)
     stored = await session.scalar(select(RefreshToken).where(RefreshToken.user_id == user.id))
     assert stored is not None
-    assert stored.token_hash == digest_refresh_token(pair.refresh_token)
+    assert stored.token_hash == digest_secret_token(pair.refresh_token)
     assert tokens.decode_access_token(pair.access_token).user_id == user.id
 
 
@@ -60,8 +60,8 @@ async def test_rotation_keeps_the_family_and_spends_the_token(
     assert len(rows) == 2
     assert len({row.family_id for row in rows}) == 1
     by_hash = {row.token_hash: row for row in rows}
-    assert by_hash[digest_refresh_token(first.refresh_token)].revoked_at is not None
-    assert by_hash[digest_refresh_token(second.refresh_token)].revoked_at is None
+    assert by_hash[digest_secret_token(first.refresh_token)].revoked_at is not None
+    assert by_hash[digest_secret_token(second.refresh_token)].revoked_at is None
 
 
 async def test_reuse_raises_an_error_that_keeps_the_revocation(
@@ -105,7 +105,7 @@ async def test_revoke_all_sessions_bumps_the_version_and_revokes_every_token(
 
 async def _token_row(session: AsyncSession, refresh_token: str) -> RefreshToken:
     row = await session.scalar(
-        select(RefreshToken).where(RefreshToken.token_hash == digest_refresh_token(refresh_token))
+        select(RefreshToken).where(RefreshToken.token_hash == digest_secret_token(refresh_token))
     )
     assert row is not None
     return row

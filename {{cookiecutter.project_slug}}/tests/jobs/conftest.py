@@ -10,17 +10,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.auth.models import AccountToken
 from app.core.config import Settings
 from app.db.engine import create_engine
 from app.db.session import create_sessionmaker
 from app.jobs.models import Job, JobStatus
 from app.jobs.registry import JobContext, job
 from app.jobs.runner import JobRunner
+from app.main import create_app
 from app.users.models import User
 from tests import databases
+from tests.mail import SmtpServer, smtp_server
 
 # Short everything, so the retries, leases and backoffs of a test take a fraction of a second.
 FAST_JOBS: dict[str, Any] = {
@@ -168,5 +173,24 @@ async def queue(jobs_database: str) -> AsyncIterator[Queue]:
     yield Queue(jobs_database, engine, create_sessionmaker(engine), overrides)
     async with engine.begin() as connection:
         await connection.execute(delete(Job))
+        await connection.execute(delete(AccountToken))
         await connection.execute(delete(User))
     await engine.dispose()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    with smtp_server() as server:
+        yield server
+
+
+@asynccontextmanager
+async def running_app(queue: Queue, smtp: SmtpServer, **overrides: Any) -> AsyncIterator[FastAPI]:
+    """The app as `serve` runs it: its lifespan starts the runner, and stops it."""
+    app = create_app(queue.settings(**smtp.settings, **overrides))
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+def app_client(app: FastAPI) -> AsyncClient:
+    return AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver")

@@ -1,49 +1,25 @@
-"""The welcome email, end to end in one process: the app with its lifespan (so its embedded
-runner), a real database with real commits, and a real SMTP server."""
+"""The registration's email, end to end in one process: the app with its lifespan (so its
+embedded runner), a real database with real commits, and a real SMTP server."""
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
-from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
 from sqlalchemy import func, select
 
 from app.auth import service as auth_service
 from app.core.errors import Conflict
 from app.db.session import SessionDep
 from app.jobs import service as jobs_service
-from app.main import create_app
 from app.users.jobs import send_welcome_email
 from app.users.models import User
 from app.users.schemas import UserCreate
 from tests import factories
-from tests.jobs.conftest import Queue, eventually
+from tests.jobs.conftest import Queue, app_client, eventually, running_app
 from tests.mail import Inbox, SmtpServer, smtp_server
 from tests.servers import free_port
 
 REGISTER = "/api/v1/auth/register"
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with smtp_server() as server:
-        yield server
-
-
-@asynccontextmanager
-async def running_app(queue: Queue, smtp: SmtpServer, **overrides: Any) -> AsyncIterator[FastAPI]:
-    """The app as `serve` runs it: its lifespan starts the runner, and stops it."""
-    app = create_app(queue.settings(**smtp.settings, **overrides))
-    async with app.router.lifespan_context(app):
-        yield app
-
-
-def _client(app: FastAPI) -> AsyncClient:
-    return AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver")
 
 
 def _body(email: str) -> dict[str, str]:
@@ -55,10 +31,10 @@ async def _users(queue: Queue) -> int:
         return await session.scalar(select(func.count()).select_from(User)) or 0
 
 
-async def test_a_committed_registration_sends_exactly_one_welcome(
+async def test_a_committed_registration_sends_exactly_one_verification_email(
     queue: Queue, smtp: SmtpServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async with running_app(queue, smtp) as app, _client(app) as client:
+    async with running_app(queue, smtp) as app, app_client(app) as client:
         response = await client.post(
             REGISTER, json=_body("new@example.com"), headers={"X-Request-ID": "signup-42"}
         )
@@ -66,7 +42,7 @@ async def test_a_committed_registration_sends_exactly_one_welcome(
         (message,) = await smtp.inbox.until(1)
         await queue.until_empty()
     assert message.recipients == ("new@example.com",)
-    assert message.message["Subject"].startswith("Welcome to ")
+    assert message.message["Subject"].startswith("Confirm your address for ")
     assert message.message_id.startswith("<job-")
     assert len(smtp.inbox.arrived) == 1
     # The job's log lines carry the id of the request that enqueued it.
@@ -76,7 +52,7 @@ async def test_a_committed_registration_sends_exactly_one_welcome(
 
 
 async def test_a_duplicate_registration_sends_nothing_more(queue: Queue, smtp: SmtpServer) -> None:
-    async with running_app(queue, smtp) as app, _client(app) as client:
+    async with running_app(queue, smtp) as app, app_client(app) as client:
         assert (await client.post(REGISTER, json=_body("twice@example.com"))).status_code == 201
         again = await client.post(REGISTER, json=_body("TWICE@example.com"))
         assert again.status_code == 409
@@ -96,7 +72,7 @@ async def test_a_rolled_back_registration_sends_nothing(queue: Queue, smtp: Smtp
             await auth_service.register(session, passwords=app.state.passwords, data=data)
             raise Conflict("the request fails after the job was enqueued")
 
-        async with _client(app) as client:
+        async with app_client(app) as client:
             failed = await client.post("/test/register-then-fail")
             assert failed.status_code == 409
             assert failed.headers["content-type"] == "application/problem+json"

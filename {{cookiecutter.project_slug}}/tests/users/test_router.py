@@ -19,7 +19,16 @@ async def test_read_me(client: AsyncClient, user: User, user_headers: dict[str, 
     assert body["id"] == str(user.id)
     assert body["email"] == user.email
     assert body["full_name"] == "Ada User"
-    assert set(body) == {"id", "email", "full_name", "role", "is_active", "created_at"}
+    assert set(body) == {
+        "id",
+        "email",
+        "full_name",
+        "role",
+        "is_active",
+        "email_verified_at",
+        "created_at",
+    }
+    assert body["email_verified_at"] is None
 
 
 async def test_update_my_name(client: AsyncClient, user_headers: dict[str, str]) -> None:

@@ -15,6 +15,7 @@ from app.auth.router import router as auth_router
 from app.health.router import router as health_router
 from app.items.router import item_router
 from app.items.router import router as items_router
+from app.jobs.router import admin_router as jobs_admin_router
 from app.routing import PROTECTED, PUBLIC, include_checked_by_route
 from app.users.router import admin_router as users_admin_router
 from app.users.router import router as users_router
@@ -36,5 +37,6 @@ def include_api(app: FastAPI) -> None:
     app.include_router(
         users_admin_router, prefix=f"{API_PREFIX}/users", tags=["users"], **PROTECTED
     )
+    app.include_router(jobs_admin_router, prefix=f"{API_PREFIX}/jobs", tags=["jobs"], **PROTECTED)
     app.include_router(items_router, prefix=f"{API_PREFIX}/items", tags=["items"], **PROTECTED)
     include_checked_by_route(app, item_router, prefix=f"{API_PREFIX}/items", tag="items")

@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI
 from app.auth.router import protected_router as auth_protected_router
 from app.auth.router import router as auth_router
 from app.health.router import router as health_router
+from app.jobs.router import admin_router as jobs_admin_router
 from app.routing import PROTECTED, PUBLIC, include_checked_by_route
 from app.users.router import admin_router as users_admin_router
 from app.users.router import router as users_router
@@ -34,3 +35,4 @@ def include_api(app: FastAPI) -> None:
     app.include_router(
         users_admin_router, prefix=f"{API_PREFIX}/users", tags=["users"], **PROTECTED
     )
+    app.include_router(jobs_admin_router, prefix=f"{API_PREFIX}/jobs", tags=["jobs"], **PROTECTED)

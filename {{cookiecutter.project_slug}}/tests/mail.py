@@ -7,8 +7,10 @@ catch a job in the middle of its work.
 """
 
 import asyncio
+import ssl
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +18,9 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
+import trustme
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 from tests.servers import free_port
 
@@ -108,6 +112,7 @@ class SmtpServer:
     host: str
     port: int
     inbox: Inbox
+    security: str = "none"  # SMTP_TLS: none, starttls or tls
 
     @property
     def settings(self) -> dict[str, str]:
@@ -116,19 +121,65 @@ class SmtpServer:
             "EMAIL_BACKEND": "smtp",
             "SMTP_HOST": self.host,
             "SMTP_PORT": str(self.port),
-            "SMTP_TLS": "none",
+            "SMTP_TLS": self.security,
         }
 
 
+class Credentials:
+    """aiosmtpd's authenticator: accepts one username and password, records every try."""
+
+    def __init__(self, username: str, password: str) -> None:
+        self.expected = (username, password)
+        self.tried: list[tuple[str, str]] = []
+
+    def __call__(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        tried = (auth_data.login.decode(), auth_data.password.decode())
+        self.tried.append(tried)
+        # handled=False: the server answers a failure itself (535).
+        return AuthResult(success=tried == self.expected, handled=False)
+
+
 @contextmanager
-def smtp_server(port: int | None = None) -> Iterator[SmtpServer]:
-    """A server on `port`, else on a free one; stopped afterwards."""
+def smtp_server(
+    port: int | None = None,
+    *,
+    security: str = "none",
+    certificate: trustme.LeafCert | None = None,
+    credentials: Credentials | None = None,
+) -> Iterator[SmtpServer]:
+    """A server on `port`, else on a free one; stopped afterwards.
+
+    With `security` "starttls" it offers STARTTLS and refuses mail before it; with "tls" it
+    speaks TLS from the first byte. Either presents `certificate`, for "localhost". With
+    `credentials` it requires AUTH, which it offers only over TLS."""
     inbox = Inbox()
     port = port or free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    options: dict[str, Any] = {}
+    host = "127.0.0.1"
+    if security != "none":
+        assert certificate is not None, "TLS needs a certificate"
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        certificate.configure_cert(context)
+        host = "localhost"  # the name the certificate is for, as a client must ask for it
+        if security == "starttls":
+            options.update(tls_context=context, require_starttls=True)
+        else:
+            # aiosmtpd counts only a STARTTLS upgrade as TLS when it decides to offer AUTH, and
+            # warns (at every connection, in its thread) when that check is off. Here every
+            # connection is TLS from its first byte, so the check is off and its warning muted
+            # (for the test: pytest restores the filters after each).
+            options.update(ssl_context=context, server_hostname="localhost", auth_require_tls=False)
+            warnings.filterwarnings(
+                "ignore", "Requiring AUTH while not requiring TLS", UserWarning, "aiosmtpd"
+            )
+    if credentials is not None:
+        options.update(authenticator=credentials, auth_required=True)
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, **options)
     controller.start()
     try:
-        yield SmtpServer("127.0.0.1", port, inbox)
+        yield SmtpServer(host, port, inbox, security)
     finally:
         inbox.release_held()
         controller.stop()

@@ -1,15 +1,18 @@
 """Email: templates, the message, the SMTP and log backends, and their settings."""
 
 import logging
+import ssl
 from email.message import EmailMessage
+from pathlib import Path
 
 import aiosmtplib
 import pytest
+import trustme
 from pydantic import NameEmail, ValidationError
 
 from app.core.config import EmailBackend, Settings, describe_error
 from app.email import service as email
-from tests.mail import smtp_server
+from tests.mail import Credentials, smtp_server
 from tests.servers import free_port
 
 
@@ -57,6 +60,72 @@ async def test_smtp_delivers_the_message_to_a_real_server() -> None:
     assert received.recipients == ("ada@example.com",)
     assert received.message["Subject"] == "Welcome to Our Service"
     assert received.message_id == "<job-1234@example.com>"
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def trusting(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> trustme.LeafCert:
+    """A certificate for "localhost" from a CA that this process's TLS then trusts (as a
+    mail server's certificate from a public CA is trusted): OpenSSL reads SSL_CERT_FILE."""
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    return ca.issue_cert("localhost")
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+async def test_smtp_over_tls_signs_in_and_delivers(
+    trusting: trustme.LeafCert, security: str
+) -> None:
+    login = Credentials("mailer", "s3cret")
+    with smtp_server(security=security, certificate=trusting, credentials=login) as server:
+        settings = _settings(**server.settings, SMTP_USERNAME="mailer", SMTP_PASSWORD="s3cret")
+        await email.send(settings, _message(settings))
+        (received,) = await server.inbox.until(1)
+    assert received.recipients == ("ada@example.com",)
+    assert login.tried == [("mailer", "s3cret")]
+
+
+async def test_a_wrong_smtp_password_fails_and_sends_nothing(trusting: trustme.LeafCert) -> None:
+    login = Credentials("mailer", "s3cret")
+    with smtp_server(security="starttls", certificate=trusting, credentials=login) as server:
+        settings = _settings(**server.settings, SMTP_USERNAME="mailer", SMTP_PASSWORD="guess")
+        with pytest.raises(aiosmtplib.SMTPAuthenticationError):
+            await email.send(settings, _message(settings))
+    assert server.inbox.arrived == []
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+async def test_a_certificate_nobody_vouches_for_is_refused(ca: trustme.CA, security: str) -> None:
+    """Without the test CA trusted, the server's certificate is a stranger's: the try fails
+    (and its job is retried) before any credential or message is sent."""
+    login = Credentials("mailer", "s3cret")
+    certificate = ca.issue_cert("localhost")
+    with smtp_server(security=security, certificate=certificate, credentials=login) as server:
+        settings = _settings(**server.settings, SMTP_USERNAME="mailer", SMTP_PASSWORD="s3cret")
+        failed = (aiosmtplib.SMTPException, ssl.SSLError)
+        with pytest.raises(failed, match="CERTIFICATE_VERIFY_FAILED"):
+            await email.send(settings, _message(settings))
+    assert (login.tried, server.inbox.arrived) == ([], [])
+
+
+async def test_credentials_never_cross_in_plain_text(trusting: trustme.LeafCert) -> None:
+    """SMTP_TLS=none to a server that offers AUTH only after STARTTLS: the send fails, and
+    the password was never sent."""
+    login = Credentials("mailer", "s3cret")
+    with smtp_server(security="starttls", certificate=trusting, credentials=login) as server:
+        settings = _settings(
+            **{**server.settings, "SMTP_TLS": "none"},
+            SMTP_USERNAME="mailer",
+            SMTP_PASSWORD="s3cret",
+        )
+        with pytest.raises(aiosmtplib.SMTPException):
+            await email.send(settings, _message(settings))
+    assert (login.tried, server.inbox.arrived) == ([], [])
 
 
 async def test_an_unreachable_smtp_server_raises_so_the_job_is_retried() -> None:

@@ -214,7 +214,7 @@ class JobRunner:
             await asyncio.shield(self._hand_back(job, log))
             raise
         except Exception as exc:
-            logger.exception("jobs: job failed", extra=log)
+            _log_failure("jobs: job failed", exc, log)
             await self._fail(job, f"{type(exc).__name__}: {exc}", log)
         else:
             duration_ms = round((time.perf_counter() - started) * 1000, 2)
@@ -237,8 +237,8 @@ class JobRunner:
                     max_attempts=settings.JOBS_MAX_ATTEMPTS,
                     retry_in=retry_in,
                 )
-        except (SQLAlchemyError, OSError):
-            logger.exception("jobs: could not record the failure; it runs again after its lease")
+        except (SQLAlchemyError, OSError) as exc:
+            _log_failure("jobs: could not record the failure; it runs again after its lease", exc)
             return
         if status is JobStatus.DEAD:
             logger.error("jobs: job is dead", extra={**log, "error": error})
@@ -256,12 +256,25 @@ class JobRunner:
         try:
             async with self._sessionmaker() as session, session.begin():
                 held = await write(session, job=job, runner_id=self.id)
-        except (SQLAlchemyError, OSError):
-            logger.exception(
-                "jobs: job %s but not recorded; it runs again after its lease", outcome
+        except (SQLAlchemyError, OSError) as exc:
+            _log_failure(
+                f"jobs: job {outcome} but not recorded; it runs again after its lease", exc
             )
             return
         if held:
             logger.info("jobs: job %s", outcome, extra=log)
         else:
             logger.warning("jobs: job %s after its lease was lost", outcome, extra=log)
+
+
+def _log_failure(message: str, error: Exception, extra: dict[str, object] | None = None) -> None:
+    """A database outage (or a network error) is logged as one line with its type: it is
+    expected, and the job's lease and retries already answer it. Anything else is a bug to
+    read, logged with its traceback."""
+    outage = isinstance(error, OSError) or (
+        isinstance(error, SQLAlchemyError) and is_database_unavailable(error)
+    )
+    if outage:
+        logger.warning(message, extra={**(extra or {}), "error": type(error).__name__})
+    else:
+        logger.error(message, exc_info=error, extra=extra)

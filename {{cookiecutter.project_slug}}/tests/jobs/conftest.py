@@ -67,6 +67,13 @@ async def flaky(context: JobContext, *, key: str) -> None:
     RUNS.done.append((key, context.id, context.attempt))
 
 
+@job("tests.unreachable")
+async def unreachable(context: JobContext, *, key: str) -> None:
+    """A job whose server is down, as an SMTP or HTTP client reports it."""
+    RUNS.started.append((key, context.id, context.attempt))
+    raise ConnectionRefusedError(111, "Connection refused")
+
+
 @job("tests.block")
 async def block(context: JobContext, *, key: str) -> None:
     RUNS.started.append((key, context.id, context.attempt))

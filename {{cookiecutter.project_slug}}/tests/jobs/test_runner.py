@@ -29,6 +29,7 @@ from tests.jobs.conftest import (
     flaky,
     record,
     stubborn,
+    unreachable,
 )
 
 
@@ -116,6 +117,32 @@ async def test_a_job_that_always_fails_ends_dead_with_its_error_and_a_retry_runs
         assert retried.status is JobStatus.PENDING
         await queue.until_empty()
     assert RUNS.done == [("broken", job_id, 1)]
+
+
+async def test_an_outage_is_logged_as_one_line_and_a_bug_with_its_traceback(
+    queue: Queue, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A job that cannot reach its server fails as expected: one line with the error's type,
+    no traceback (an outage must not fill the log). A job that raises anything else is a bug,
+    logged with its traceback."""
+    RUNS.failing.add("bug")
+    async with queue.sessionmaker() as session, session.begin():
+        await service.enqueue(session, unreachable, key="down")
+        await service.enqueue(session, flaky, key="bug")
+    with caplog.at_level(logging.INFO, logger="app.jobs.runner"):
+        async with queue.runner(JOBS_MAX_ATTEMPTS="1"):
+            await eventually(lambda: _dead_count(queue, 2))
+    failed = [r for r in caplog.records if r.getMessage() == "jobs: job failed"]
+    by_job = {r.job: r for r in failed}  # type: ignore[attr-defined]
+    assert by_job["tests.unreachable"].exc_info is None
+    assert by_job["tests.unreachable"].levelno == logging.WARNING
+    assert by_job["tests.unreachable"].error == "ConnectionRefusedError"  # type: ignore[attr-defined]
+    assert by_job["tests.flaky"].exc_info is not None
+    assert by_job["tests.flaky"].levelno == logging.ERROR
+
+
+async def _dead_count(queue: Queue, count: int) -> bool:
+    return await queue.count(JobStatus.DEAD) == count
 
 
 async def test_retry_refuses_a_job_that_is_not_dead(queue: Queue) -> None:

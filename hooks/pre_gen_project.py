@@ -90,6 +90,7 @@ RESERVED_SLUGS = frozenset(
         "starlette",
         "test",
         "tests",
+        "trustme",
         "uvicorn",
     }
 )

@@ -70,6 +70,9 @@ REDIS_FILES = ("tests/core/test_rate_limit_redis.py",)
 OBSERVABILITY_VARIANTS = ("app/core/tracing.py", "app/core/tracing_settings.py")
 OPENTELEMETRY_FILES = ("tests/core/test_tracing.py",)
 SKIP_INSTALL_VARIABLE = "FASTAPI_TEMPLATE_SKIP_INSTALL"
+# cruft adds the template's commit to the answers it renders with: to record a new project
+# (`cruft create`) or, twice in a scratch folder, to diff two commits (`cruft update`).
+CRUFT_COMMIT_KEY = "_commit"
 INSTALLER_VARIABLE = "FASTAPI_TEMPLATE_INSTALLER"
 # ``pip install --group`` (PEP 735 dependency groups) needs pip 25.1 or later.
 PIP_REQUIREMENT = "pip>=25.1"
@@ -497,6 +500,11 @@ def main(raw_answers: str) -> int:
 
     if not as_bool(answers.get("run_tests", True)):
         report_skipped(project_dir, version, "run_tests is off")
+        return 0
+    if CRUFT_COMMIT_KEY in answers:
+        # An update render is thrown away once diffed: a venv, a lock or a test run there
+        # would cost minutes and change nothing.
+        report_skipped(project_dir, version, "rendered by cruft")
         return 0
     if env_flag(SKIP_INSTALL_VARIABLE):
         report_skipped(project_dir, version, f"{SKIP_INSTALL_VARIABLE} is set")

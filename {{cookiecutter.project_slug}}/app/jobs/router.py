@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, Path
 
 from app.auth.dependencies import get_admin
 from app.core.errors import problem_responses
-from app.core.schemas import Page, PageQuery
+from app.core.schemas import Page
 from app.db.session import SessionDep
 from app.jobs import service
-from app.jobs.schemas import JobRead, StatusQuery
+from app.jobs.schemas import JobRead, JobsQuery
 
 admin_router = APIRouter(dependencies=[Depends(get_admin)], responses=problem_responses(403))
 
@@ -19,14 +19,12 @@ JobId = Annotated[uuid.UUID, Path()]
 
 
 @admin_router.get("", response_model=Page[JobRead], responses=problem_responses(422))
-async def list_jobs(
-    session: SessionDep, page: PageQuery, status: StatusQuery = None
-) -> Page[JobRead]:
+async def list_jobs(session: SessionDep, query: JobsQuery) -> Page[JobRead]:
     """The queued jobs, oldest first; `?status=dead` for the dead ones with their last error."""
     jobs, total = await service.list_jobs(
-        session, status=status, limit=page.limit, offset=page.offset
+        session, status=query.status, limit=query.limit, offset=query.offset
     )
-    return Page[JobRead].of(jobs, total=total, params=page)
+    return Page[JobRead].of(jobs, total=total, params=query)
 
 
 @admin_router.get("/{job_id}", response_model=JobRead, responses=problem_responses(404, 422))

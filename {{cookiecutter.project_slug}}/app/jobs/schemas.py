@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import Query
 
-from app.core.schemas import ReadSchema
+from app.core.schemas import PageParams, ReadSchema
 from app.jobs.models import JobStatus
 
 
@@ -23,5 +23,12 @@ class JobRead(ReadSchema):
     updated_at: datetime
 
 
-# `?status=dead` lists the dead jobs only; without it, every queued job.
-StatusQuery = Annotated[JobStatus | None, Query()]
+class JobsParams(PageParams):
+    """A page of the queue; `?status=dead` for the dead jobs only, none for every queued job.
+    One model for all the query parameters: the older FastAPI releases that pyproject.toml
+    allows read a query model only as a route's sole query parameter."""
+
+    status: JobStatus | None = None
+
+
+JobsQuery = Annotated[JobsParams, Query()]

@@ -2,7 +2,7 @@
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -19,7 +19,6 @@ from app.core.hardening import (
 from app.core.logging import REQUEST_ID_HEADER, RequestContextMiddleware, configure_logging
 from app.core.metrics import Metrics, MetricsMiddleware
 from app.core.ratelimit import RateLimiter
-from app.core.runtime import tuned_gc
 from app.core.security import Passwords, Tokens
 from app.core.tracing import Tracing
 from app.db.engine import create_engine
@@ -57,8 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             runner.start()
         try:
-            with tuned_gc() if settings.GC_TUNING else nullcontext():
-                yield
+            yield
         finally:
             if runner is not None:
                 await runner.stop()  # finishes or hands back its jobs, before the pool closes

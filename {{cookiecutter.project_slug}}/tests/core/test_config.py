@@ -95,6 +95,13 @@ def test_cors_origins_accept_a_comma_separated_list() -> None:
         ({"JWT_LEEWAY_SECONDS": -1}, "JWT_LEEWAY_SECONDS"),
         ({"JWT_LEEWAY_SECONDS": 3600}, "JWT_LEEWAY_SECONDS"),
         ({"PASSWORD_HASH_CONCURRENCY": 0}, "PASSWORD_HASH_CONCURRENCY"),
+        ({"FRONTEND_URL": "app.example.com"}, "FRONTEND_URL"),
+        ({"FRONTEND_URL": "ftp://app.example.com"}, "FRONTEND_URL"),
+        ({"PASSWORD_RESET_TOKEN_MINUTES": 0}, "PASSWORD_RESET_TOKEN_MINUTES"),
+        ({"EMAIL_VERIFICATION_TOKEN_HOURS": 721}, "EMAIL_VERIFICATION_TOKEN_HOURS"),
+        ({"REQUIRE_VERIFIED_EMAIL": "sometimes"}, "REQUIRE_VERIFIED_EMAIL"),
+        ({"RATE_LIMIT_EMAIL_REQUESTS": "lots"}, "RATE_LIMIT_EMAIL_REQUESTS"),
+        ({"RATE_LIMIT_EMAILS_PER_RECIPIENT": "0/hour"}, "RATE_LIMIT_EMAILS_PER_RECIPIENT"),
     ],
 )
 def test_bad_values_are_named(values: dict[str, Any], field: str) -> None:

@@ -57,7 +57,6 @@ DATABASE_VARIANTS = (
 POSTGRESQL_ONLY_PATHS = (
     "tests/test_postgresql.py",
     "tests/test_outage.py",
-    "tests/outage.py",
     "tests/test_pool.py",
     "deploy/kubernetes",
 )
@@ -69,6 +68,19 @@ REDIS_FILES = ("tests/core/test_rate_limit_redis.py",)
 # doing nothing, so the rest of the code is one for both).
 OBSERVABILITY_VARIANTS = ("app/core/tracing.py", "app/core/tracing_settings.py")
 OPENTELEMETRY_FILES = ("tests/core/test_tracing.py",)
+# jobs_engine: jobs run by the service's own processes ("embedded"), or carried by RabbitMQ to
+# Dramatiq workers ("dramatiq").
+JOBS_ENGINES = ("embedded", "dramatiq")
+JOBS_ENGINE_VARIANTS = ("app/core/jobs_settings.py", "app/jobs/engine.py")
+DRAMATIQ_FILES = (
+    "app/jobs/broker.py",
+    "app/jobs/worker.py",
+    "tests/jobs/effects.py",
+    "tests/jobs/test_dramatiq.py",
+)
+# The TCP proxy that cuts a server off on purpose: for PostgreSQL's outage tests, and for
+# RabbitMQ's.
+OUTAGE_PROXY = "tests/outage.py"
 SKIP_INSTALL_VARIABLE = "FASTAPI_TEMPLATE_SKIP_INSTALL"
 # cruft adds the template's commit to the answers it renders with: to record a new project
 # (`cruft create`) or, twice in a scratch folder, to diff two commits (`cruft update`).
@@ -184,6 +196,17 @@ def choose_observability(project_dir: Path, observability: str) -> None:
     else:
         remove_files(project_dir, OPENTELEMETRY_FILES)
         keep_variant(project_dir, OBSERVABILITY_VARIANTS, "none", "opentelemetry")
+
+
+def needs_outage_proxy(answers: Mapping[str, Any]) -> bool:
+    return answers.get("database") == "postgresql" or answers.get("jobs_engine") == "dramatiq"
+
+
+def choose_jobs_engine(project_dir: Path, engine: str) -> None:
+    if engine != "dramatiq":
+        remove_files(project_dir, DRAMATIQ_FILES)
+    others = [name for name in JOBS_ENGINES if name != engine]
+    keep_variant(project_dir, JOBS_ENGINE_VARIANTS, engine, *others)
 
 
 def write_env_file(project_dir: Path) -> bool:
@@ -495,6 +518,9 @@ def main(raw_answers: str) -> int:
     choose_database(project_dir, str(answers.get("database", "sqlite")))
     choose_rate_limit_storage(project_dir, as_bool(answers.get("use_redis", False)))
     choose_observability(project_dir, str(answers.get("observability", "none")))
+    choose_jobs_engine(project_dir, str(answers.get("jobs_engine", "embedded")))
+    if not needs_outage_proxy(answers):
+        remove_files(project_dir, (OUTAGE_PROXY,))
     if write_env_file(project_dir):
         say("Wrote .env with a fresh SECRET_KEY (git-ignored; keep it private).")
 

@@ -31,6 +31,7 @@ ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
 SUPPORTED_PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
 SUPPORTED_DATABASES = ("sqlite", "postgresql")
 SUPPORTED_OBSERVABILITY = ("none", "opentelemetry")
+SUPPORTED_JOBS_ENGINES = ("embedded", "dramatiq")
 SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 SLUG_MAX_LENGTH = 64
 # Names the generated project already uses for its own packages and folders,
@@ -53,6 +54,7 @@ RESERVED_SLUGS = frozenset(
         "coverage",
         "cryptography",
         "deploy",
+        "dramatiq",
         "email_validator",
         "fastapi",
         "fastapi_swagger",
@@ -68,6 +70,7 @@ RESERVED_SLUGS = frozenset(
         "opentelemetry_instrumentation_httpx",
         "opentelemetry_instrumentation_sqlalchemy",
         "opentelemetry_sdk",
+        "pika",
         "mypy",
         "pip",
         "pre_commit",
@@ -173,18 +176,13 @@ def check_python_version(value: object) -> str | None:
     return None
 
 
-def check_database(value: object) -> str | None:
-    if value not in SUPPORTED_DATABASES:
-        choices = ", ".join(SUPPORTED_DATABASES)
-        return f"database {value!r} is not supported; choose one of {choices}"
-    return None
+def check_choice(key: str, supported: tuple[str, ...]) -> Callable[[object], str | None]:
+    def check(value: object) -> str | None:
+        if value not in supported:
+            return f"{key} {value!r} is not supported; choose one of {', '.join(supported)}"
+        return None
 
-
-def check_observability(value: object) -> str | None:
-    if value not in SUPPORTED_OBSERVABILITY:
-        choices = ", ".join(SUPPORTED_OBSERVABILITY)
-        return f"observability {value!r} is not supported; choose one of {choices}"
-    return None
+    return check
 
 
 def check_boolean(key: str) -> Callable[[object], str | None]:
@@ -206,9 +204,10 @@ CHECKS: Mapping[str, Callable[[object], str | None]] = {
     "author_email": check_author_email,
     "python_version": check_python_version,
     "include_example_resource": check_boolean("include_example_resource"),
-    "database": check_database,
+    "database": check_choice("database", SUPPORTED_DATABASES),
     "use_redis": check_boolean("use_redis"),
-    "observability": check_observability,
+    "observability": check_choice("observability", SUPPORTED_OBSERVABILITY),
+    "jobs_engine": check_choice("jobs_engine", SUPPORTED_JOBS_ENGINES),
     "run_tests": check_boolean("run_tests"),
 }
 

@@ -48,6 +48,7 @@ VALID_ANSWERS: dict[str, Any] = {
     "database": "sqlite",
     "use_redis": False,
     "observability": "none",
+    "jobs_engine": "embedded",
     "run_tests": True,
 }
 # The questions cookiecutter asks, in order (keys starting with "_" are not asked).
@@ -80,6 +81,8 @@ EXAMPLE_RESOURCE_DIRS: tuple[str, ...] = _POST_GEN.EXAMPLE_RESOURCE_DIRS
 REDIS_FILES: tuple[str, ...] = _POST_GEN.REDIS_FILES
 OPENTELEMETRY_FILES: tuple[str, ...] = _POST_GEN.OPENTELEMETRY_FILES
 OBSERVABILITY: tuple[str, ...] = ("none", "opentelemetry")
+JOBS_ENGINES: tuple[str, ...] = _POST_GEN.JOBS_ENGINES
+DRAMATIQ_FILES: tuple[str, ...] = _POST_GEN.DRAMATIQ_FILES
 POSTGRESQL_ONLY_PATHS: tuple[str, ...] = _POST_GEN.POSTGRESQL_ONLY_PATHS
 SQLITE_ONLY_PATHS: tuple[str, ...] = _POST_GEN.SQLITE_ONLY_PATHS
 DATABASES: tuple[str, ...] = _POST_GEN.DATABASES
@@ -92,6 +95,7 @@ VARIANTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "database": (_POST_GEN.DATABASE_VARIANTS, DATABASES),
     "use_redis": (_POST_GEN.RATE_LIMIT_STORAGE_VARIANTS, ("redis", "memory")),
     "observability": (_POST_GEN.OBSERVABILITY_VARIANTS, OBSERVABILITY),
+    "jobs_engine": (_POST_GEN.JOBS_ENGINE_VARIANTS, JOBS_ENGINES),
 }
 
 
@@ -104,6 +108,7 @@ def variant_names(answers: Mapping[str, Any]) -> dict[str, str]:
         "database": str(answers.get("database", "sqlite")),
         "use_redis": "redis" if answers.get("use_redis", False) else "memory",
         "observability": str(answers.get("observability", "none")),
+        "jobs_engine": str(answers.get("jobs_engine", "embedded")),
     }
 
 
@@ -298,6 +303,8 @@ def expected_files(context: Mapping[str, Any]) -> set[str]:
     use_redis = context["cookiecutter"].get("use_redis", False)
     postgresql = context["cookiecutter"].get("database") == "postgresql"
     traced = context["cookiecutter"].get("observability", "none") == "opentelemetry"
+    dramatiq = context["cookiecutter"].get("jobs_engine", "embedded") == "dramatiq"
+    outage_proxy = _POST_GEN.needs_outage_proxy(context["cookiecutter"])
     expected: set[str] = set()
     for root, _dirs, files in os.walk(PROJECT_TEMPLATE_DIR):
         for name in files:
@@ -318,6 +325,10 @@ def expected_files(context: Mapping[str, Any]) -> set[str]:
             if not use_redis and relative.as_posix() in REDIS_FILES:
                 continue
             if not traced and relative.as_posix() in OPENTELEMETRY_FILES:
+                continue
+            if not dramatiq and relative.as_posix() in DRAMATIQ_FILES:
+                continue
+            if not outage_proxy and relative.as_posix() == _POST_GEN.OUTAGE_PROXY:
                 continue
             only_elsewhere = SQLITE_ONLY_PATHS if postgresql else POSTGRESQL_ONLY_PATHS
             if any(relative.is_relative_to(path) for path in only_elsewhere):

@@ -238,12 +238,14 @@ ALL_ON: dict[str, object] = {
     "use_redis": True,
     "include_example_resource": True,
     "observability": "opentelemetry",
+    "jobs_engine": "dramatiq",
 }
 ALL_OFF: dict[str, object] = {
     "database": "sqlite",
     "use_redis": False,
     "include_example_resource": False,
     "observability": "none",
+    "jobs_engine": "embedded",
 }
 
 
@@ -358,6 +360,7 @@ class TestHostileProjectName(BakeChecks):
         "database": "postgresql",
         "use_redis": "yes",
         "observability": "opentelemetry",
+        "jobs_engine": "dramatiq",
     }
 
     slug = "robert_service"
@@ -445,6 +448,7 @@ class TestPostgreSQL(BakeChecks):
         "database": "postgresql",
         "include_example_resource": "no",
         "observability": "opentelemetry",
+        "jobs_engine": "dramatiq",
     }
 
     def test_asyncpg_replaces_aiosqlite(self, project: Path) -> None:
@@ -462,3 +466,27 @@ class TestPostgreSQL(BakeChecks):
     def test_kubernetes_manifests_render_validate_and_fit(self, baked: Bake, project: Path) -> None:
         answers = baked.context()["cookiecutter"]
         check_kubernetes(project, answers, require_kubectl())
+
+
+@pytest.mark.bake
+class TestDramatiq(BakeChecks):
+    """Jobs carried by RabbitMQ to Dramatiq workers, on SQLite: the generated suite runs the
+    engine's tests against the local RabbitMQ, with worker processes started and killed."""
+
+    python_version = "3.13"
+    extra_context: ClassVar[dict[str, str]] = {"jobs_engine": "dramatiq"}
+
+    def test_dramatiq_is_a_dependency_and_make_worker_runs_it(self, project: Path) -> None:
+        config = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+        assert any(
+            dep.startswith("dramatiq[rabbitmq]>=") for dep in config["project"]["dependencies"]
+        )
+        assert config["project"]["scripts"]["worker"] == "app.jobs.worker:main"
+        makefile = (project / "Makefile").read_text(encoding="utf-8")
+        assert re.search(r"^worker: .*\n\t\$\(BIN\)/worker$", makefile, re.MULTILINE)
+
+    def test_rabbitmq_tests_ran_and_none_was_skipped(self, baked: Bake, project: Path) -> None:
+        if not service_reachable("RabbitMQ", 5672):
+            pytest.skip("RabbitMQ is not reachable at 127.0.0.1:5672")
+        assert (project / "tests" / "jobs" / "test_dramatiq.py").is_file()
+        assert_nothing_skipped(baked)

@@ -23,7 +23,7 @@ from app.core.security import Passwords, Tokens
 from app.core.tracing import Tracing
 from app.db.engine import create_engine
 from app.db.session import create_sessionmaker
-from app.jobs.runner import JobRunner
+from app.jobs.engine import create_jobs_engine
 
 logger = logging.getLogger(__name__)
 
@@ -46,20 +46,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.read_sessionmaker = create_sessionmaker(engine, read_only=True)
         if metrics is not None:
             metrics.watch_pool(engine.pool)
-        # The embedded job runner: one per worker process, on this process's pool.
-        runner = None
-        if settings.JOBS_ENABLED:
-            runner = JobRunner(
-                settings,
-                sessionmaker=app.state.sessionmaker,
-                read_sessionmaker=app.state.read_sessionmaker,
-            )
-            runner.start()
+        # The jobs engine (app/jobs/engine.py): one per worker process, on this process's pool.
+        jobs = create_jobs_engine(
+            settings,
+            sessionmaker=app.state.sessionmaker,
+            read_sessionmaker=app.state.read_sessionmaker,
+        )
+        if jobs is not None:
+            jobs.start()
         try:
             yield
         finally:
-            if runner is not None:
-                await runner.stop()  # finishes or hands back its jobs, before the pool closes
+            if jobs is not None:
+                await jobs.stop()  # finishes or hands back its jobs, before the pool closes
             if metrics is not None:
                 metrics.watch_pool(None)
             await engine.dispose()

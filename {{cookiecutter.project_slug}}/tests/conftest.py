@@ -40,6 +40,9 @@ if "RATE_LIMIT_STORAGE" in Settings.model_fields:
     # Limits kept in Redis are counted in memory here: tests/core/test_rate_limit_redis.py
     # runs them on Redis for real.
     TEST_SETTINGS["RATE_LIMIT_STORAGE"] = "memory"
+# Jobs run in the test process (the embedded runner), even in a project whose jobs go to
+# Dramatiq workers: tests/jobs/test_dramatiq.py runs that engine, on RabbitMQ, for real.
+TEST_SETTINGS["JOBS_ENGINE"] = "embedded"
 Settings.model_config["env_file"] = None
 for _name in Settings.model_fields:
     os.environ.pop(_name, None)

@@ -1,6 +1,7 @@
-"""A TCP proxy in front of the database, for outages made on purpose: `cut()` drops every
-connection and stops listening, `restore()` listens on the same port again. The tests of a
-database outage point the served app at it; the machine's own server is never touched.
+"""A TCP proxy in front of a server (PostgreSQL, RabbitMQ), for outages made on purpose:
+`cut()` drops every connection and stops listening, `restore()` listens on the same port
+again. The outage tests point the app (or the jobs relay) at it; the machine's own server is
+never touched.
 """
 
 import asyncio
@@ -12,7 +13,7 @@ from tests.servers import free_port
 
 
 class Outage:
-    """A TCP proxy to the database; `cut()` drops every connection and stops listening,
+    """A TCP proxy to a server; `cut()` drops every connection and stops listening,
     `restore()` listens on the same port again."""
 
     def __init__(self, target_host: str, target_port: int) -> None:

@@ -37,6 +37,7 @@ from app.core.db_settings import (
     DEFAULT_DATABASE_URL,
     DatabaseSettings,
 )
+from app.core.jobs_settings import JobsEngineSettings
 from app.core.project import PROJECT_DESCRIPTION, PROJECT_NAME, PROJECT_SLUG
 from app.core.ratelimit_settings import RateLimitStorageSettings
 from app.core.tracing_settings import TracingSettings
@@ -79,7 +80,9 @@ class SmtpSecurity(StrEnum):
     NONE = "none"  # no encryption: a relay on the same host or network only
 
 
-class Settings(DatabaseSettings, RateLimitStorageSettings, TracingSettings, BaseSettings):
+class Settings(
+    DatabaseSettings, RateLimitStorageSettings, TracingSettings, JobsEngineSettings, BaseSettings
+):
     """Every setting has a safe local default; production refuses the unsafe ones."""
 
     model_config = SettingsConfigDict(

@@ -21,7 +21,6 @@ import logging
 import os
 import secrets
 import socket
-import time
 from datetime import timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,13 +29,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 import app.jobs.catalog  # noqa: F401 - registers every job function
 from app.core.config import Settings
 from app.core.errors import is_database_unavailable
-from app.core.logging import request_id_var
 from app.db.base import utcnow
 from app.jobs import service
-from app.jobs.exceptions import UnknownJob
-from app.jobs.models import RUNNER_ID_MAX_LENGTH, JobStatus
-from app.jobs.registry import JobContext, get_job_function
-from app.jobs.service import ClaimedJob
+from app.jobs.executor import JobExecutor
+from app.jobs.models import RUNNER_ID_MAX_LENGTH
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +42,10 @@ _CONTENDED_WAIT_SECONDS = 0.05
 _LOOP_STOP_SECONDS = 5.0
 
 
-def _runner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"[-RUNNER_ID_MAX_LENGTH:]
+def runner_id(kind: str = "") -> str:
+    """A holder id unique to this process and object: host, process id, random suffix."""
+    unique = f"{kind}{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    return unique[-RUNNER_ID_MAX_LENGTH:]
 
 
 class JobRunner:
@@ -58,10 +56,13 @@ class JobRunner:
         sessionmaker: async_sessionmaker[AsyncSession],
         read_sessionmaker: async_sessionmaker[AsyncSession],
     ) -> None:
-        self.id = _runner_id()
+        self.id = runner_id()
         self._settings = settings
         self._sessionmaker = sessionmaker
         self._read_sessionmaker = read_sessionmaker
+        self._executor = JobExecutor(
+            settings, sessionmaker=sessionmaker, read_sessionmaker=read_sessionmaker
+        )
         self._lease = timedelta(seconds=settings.JOBS_LEASE_SECONDS)
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -172,7 +173,7 @@ class JobRunner:
             job = await service.claim_job(session, runner_id=self.id, lease=self._lease)
         if job is None:
             return False
-        task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+        task = asyncio.create_task(self._executor.run(job, holder=self.id), name=f"job-{job.id}")
         self._running.add(task)
         task.add_done_callback(self._finished)
         return True
@@ -180,101 +181,3 @@ class JobRunner:
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
         self._wake.set()  # a slot is free
-
-    # --- One job ----------------------------------------------------------------------------
-
-    async def _run(self, job: ClaimedJob) -> None:
-        # The job's log lines carry the id of the request that enqueued it.
-        request_id_var.set(job.request_id or f"job-{job.id}")
-        log = {"job_id": str(job.id), "job": job.name, "attempt": job.attempt}
-        max_attempts = self._settings.JOBS_MAX_ATTEMPTS
-        if job.attempt > max_attempts:
-            # Claimed again after its lease passed, as many times as it may be tried: each
-            # runner that took it stopped (or was killed) while running it.
-            error = f"LeaseExpired: the runner stopped while running it, {max_attempts} times"
-            await self._fail(job, error, log)
-            return
-        context = JobContext(
-            id=job.id,
-            name=job.name,
-            attempt=job.attempt,
-            request_id=job.request_id,
-            settings=self._settings,
-            sessionmaker=self._sessionmaker,
-            read_sessionmaker=self._read_sessionmaker,
-        )
-        started = time.perf_counter()
-        try:
-            function = get_job_function(job.name)
-            if function is None:
-                raise UnknownJob(f"no job function is registered as {job.name!r}")
-            async with asyncio.timeout(self._settings.JOBS_TIMEOUT_SECONDS):
-                await function.run(context, job.arguments)
-        except asyncio.CancelledError:
-            await asyncio.shield(self._hand_back(job, log))
-            raise
-        except Exception as exc:
-            _log_failure("jobs: job failed", exc, log)
-            await self._fail(job, f"{type(exc).__name__}: {exc}", log)
-        else:
-            duration_ms = round((time.perf_counter() - started) * 1000, 2)
-            await self._write(
-                service.complete_job, job, {**log, "duration_ms": duration_ms}, "done"
-            )
-
-    async def _fail(self, job: ClaimedJob, error: str, log: dict[str, object]) -> None:
-        settings = self._settings
-        retry_in = service.backoff_seconds(
-            job.attempt, base=settings.JOBS_BACKOFF_SECONDS, cap=settings.JOBS_BACKOFF_MAX_SECONDS
-        )
-        try:
-            async with self._sessionmaker() as session, session.begin():
-                status = await service.fail_job(
-                    session,
-                    job=job,
-                    runner_id=self.id,
-                    error=error,
-                    max_attempts=settings.JOBS_MAX_ATTEMPTS,
-                    retry_in=retry_in,
-                )
-        except (SQLAlchemyError, OSError) as exc:
-            _log_failure("jobs: could not record the failure; it runs again after its lease", exc)
-            return
-        if status is JobStatus.DEAD:
-            logger.error("jobs: job is dead", extra={**log, "error": error})
-        elif status is JobStatus.PENDING:
-            logger.warning("jobs: job will be retried", extra={**log, "retry_in": retry_in})
-        else:
-            logger.warning("jobs: lease lost before the failure was recorded", extra=log)
-
-    async def _hand_back(self, job: ClaimedJob, log: dict[str, object]) -> None:
-        await self._write(service.release_job, job, log, "handed back")
-
-    async def _write(
-        self, write: "service.JobWrite", job: ClaimedJob, log: dict[str, object], outcome: str
-    ) -> None:
-        try:
-            async with self._sessionmaker() as session, session.begin():
-                held = await write(session, job=job, runner_id=self.id)
-        except (SQLAlchemyError, OSError) as exc:
-            _log_failure(
-                f"jobs: job {outcome} but not recorded; it runs again after its lease", exc
-            )
-            return
-        if held:
-            logger.info("jobs: job %s", outcome, extra=log)
-        else:
-            logger.warning("jobs: job %s after its lease was lost", outcome, extra=log)
-
-
-def _log_failure(message: str, error: Exception, extra: dict[str, object] | None = None) -> None:
-    """A database outage (or a network error) is logged as one line with its type: it is
-    expected, and the job's lease and retries already answer it. Anything else is a bug to
-    read, logged with its traceback."""
-    outage = isinstance(error, OSError) or (
-        isinstance(error, SQLAlchemyError) and is_database_unavailable(error)
-    )
-    if outage:
-        logger.warning(message, extra={**(extra or {}), "error": type(error).__name__})
-    else:
-        logger.error(message, exc_info=error, extra=extra)

@@ -135,6 +135,19 @@ class ClaimedJob:
     attempt: int
     request_id: str | None
 
+    # The columns a claim returns, in the order `from_row` reads them.
+    COLUMNS = (Job.id, Job.name, Job.arguments, Job.attempts, Job.request_id)
+
+    @classmethod
+    def from_row(cls, row: Any) -> "ClaimedJob":
+        return cls(
+            id=row.id,
+            name=row.name,
+            arguments=row.arguments,
+            attempt=row.attempts,
+            request_id=row.request_id,
+        )
+
 
 def _due(now: datetime) -> Any:
     """Pending and due, or claimed by a runner whose lease has passed."""
@@ -168,19 +181,11 @@ async def claim_job(
                 locked_by=runner_id,
                 updated_at=now,
             )
-            .returning(Job.id, Job.name, Job.arguments, Job.attempts, Job.request_id)
+            .returning(*ClaimedJob.COLUMNS)
             .execution_options(synchronize_session=False)
         )
     ).one_or_none()
-    if row is None:
-        return None
-    return ClaimedJob(
-        id=row.id,
-        name=row.name,
-        arguments=row.arguments,
-        attempt=row.attempts,
-        request_id=row.request_id,
-    )
+    return None if row is None else ClaimedJob.from_row(row)
 
 
 class JobWrite(Protocol):
@@ -189,14 +194,19 @@ class JobWrite(Protocol):
     async def __call__(self, session: AsyncSession, *, job: ClaimedJob, runner_id: str) -> bool: ...
 
 
-def _held(job: ClaimedJob, runner_id: str) -> Any:
-    """The job as this runner claimed it: still running, its lease not taken over since."""
+def held_by(job_id: uuid.UUID, holder: str, attempt: int) -> Any:
+    """The job as `holder` claimed it for this attempt: still running, its lease not taken
+    over since."""
     return and_(
-        Job.id == job.id,
+        Job.id == job_id,
         Job.status == JobStatus.RUNNING,
-        Job.locked_by == runner_id,
-        Job.attempts == job.attempt,
+        Job.locked_by == holder,
+        Job.attempts == attempt,
     )
+
+
+def _held(job: ClaimedJob, runner_id: str) -> Any:
+    return held_by(job.id, runner_id, job.attempt)
 
 
 async def complete_job(session: AsyncSession, *, job: ClaimedJob, runner_id: str) -> bool:

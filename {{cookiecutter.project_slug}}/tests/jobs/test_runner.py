@@ -129,7 +129,7 @@ async def test_an_outage_is_logged_as_one_line_and_a_bug_with_its_traceback(
     async with queue.sessionmaker() as session, session.begin():
         await service.enqueue(session, unreachable, key="down")
         await service.enqueue(session, flaky, key="bug")
-    with caplog.at_level(logging.INFO, logger="app.jobs.runner"):
+    with caplog.at_level(logging.INFO, logger="app.jobs"):
         async with queue.runner(JOBS_MAX_ATTEMPTS="1"):
             await eventually(lambda: _dead_count(queue, 2))
     failed = [r for r in caplog.records if r.getMessage() == "jobs: job failed"]

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.jobs.models import Job
 from tests import databases
 from tests.factories import DEFAULT_PASSWORD
+from tests.jobs import registrations
 from tests.mail import smtp_server
 from tests.servers import serve, serve_together, start, wait_until_live
 
@@ -100,36 +101,10 @@ def test_concurrent_registrations_on_two_processes_send_one_email_each(
             url, (tmp_path / "a.log", smtp.settings), (tmp_path / "b.log", smtp.settings)
         ) as servers,
     ):
-
-        async def register_all() -> dict[str, float]:
-            limits = httpx.Limits(max_connections=REGISTRATIONS)
-            async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-
-                async def register(n: int) -> tuple[str, float]:
-                    email = f"racer{n}@example.com"
-                    response = await client.post(
-                        f"{servers[n % 2].base_url}{REGISTER}",
-                        json={"email": email, "password": DEFAULT_PASSWORD},
-                    )
-                    assert response.status_code == 201, response.text
-                    return email, time.monotonic()  # the commit happened just before
-
-                done = await asyncio.gather(*(register(n) for n in range(REGISTRATIONS)))
-                return dict(done)
-
         # First one at a time, on an idle queue: how soon a committed job's email is out.
-        idle: list[float] = []
-        for n in range(5):
-            response = httpx.post(
-                f"{servers[n % 2].base_url}{REGISTER}",
-                json={"email": f"idle{n}@example.com", "password": DEFAULT_PASSWORD},
-            )
-            assert response.status_code == 201, response.text
-            answered = time.monotonic()
-            idle.append(smtp.inbox.wait_for(n + 1)[-1].at - answered)
+        idle = registrations.one_at_a_time(servers, smtp.inbox, 5)
         first = len(smtp.inbox.delivered)
-
-        committed = asyncio.run(register_all())
+        committed = registrations.all_at_once(servers, REGISTRATIONS, "racer")
         smtp.inbox.wait_for(first + REGISTRATIONS, within=120)
         deadline = time.monotonic() + 10
         while _queued(url) and time.monotonic() < deadline:

@@ -76,6 +76,8 @@ def check_compose(project: Path, answers: Mapping[str, Any]) -> None:
     postgresql = answers["database"] == "postgresql"
     wanted = {"app", "migrate"} | ({"db"} if postgresql else set())
     wanted |= {"redis"} if answers["use_redis"] else set()
+    dramatiq = answers.get("jobs_engine") == "dramatiq"
+    wanted |= {"rabbitmq", "worker"} if dramatiq else set()
     assert set(services) == wanted
     assert services["app"]["depends_on"] == expected_compose_dependencies(answers)
     assert services["migrate"]["command"] == ["alembic", "upgrade", "head"]
@@ -100,6 +102,17 @@ def check_compose(project: Path, answers: Mapping[str, Any]) -> None:
         assert "DATABASE_URL" not in settings
         assert services["app"]["volumes"] == services["migrate"]["volumes"] == ["data:/data"]
     assert ("REDIS_URL" in settings) == bool(answers["use_redis"])
+    assert ("JOBS_BROKER_URL" in settings) == dramatiq
+    if dramatiq:
+        # The same image and settings run the jobs; the worker waits for RabbitMQ's health.
+        worker = services["worker"]
+        assert worker["image"] == services["app"]["image"]
+        assert worker["command"] == ["worker"]
+        assert worker["environment"] == settings
+        assert worker["read_only"] is True
+        assert worker["depends_on"]["rabbitmq"] == {"condition": "service_healthy"}
+        assert worker["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+        assert settings["JOBS_BROKER_URL"].startswith("amqp://app:app@rabbitmq:5672/")
 
 
 def check_dockerfile(project: Path, answers: Mapping[str, Any]) -> None:

@@ -66,6 +66,12 @@ def test_serve_sums_its_workers_on_the_metrics_port_from_a_cleaned_directory(
             by_worker = counted_by_worker(files)
             if len([pid for pid, count in by_worker.items() if count]) == WORKERS:
                 break
+        # A worker counts a request once its response is sent, so the last few may land in
+        # the files a moment after the client has its answers.
+        deadline = time.monotonic() + 10
+        while sum(by_worker.values()) < len(sent) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            by_worker = counted_by_worker(files)
         on_api_port = httpx.get(f"{server.base_url}/metrics", timeout=10)
         scraped = httpx.get(server.metrics_url, timeout=10)
         log = server.log()

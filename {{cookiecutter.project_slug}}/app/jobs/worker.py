@@ -18,6 +18,7 @@ the unacknowledged messages to another worker.
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import signal
 import uuid
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 # Dramatiq's threads look for a message (and for a stop) this often, in milliseconds.
 _WORKER_TIMEOUT_MS = 200
+# How long a stop waits for the cancelled jobs to write their hand-back.
+_LOOP_STOP_SECONDS = 5.0
 
 
 class Worker:
@@ -71,7 +74,8 @@ class Worker:
             worker_timeout=_WORKER_TIMEOUT_MS,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._running: set[concurrent.futures.Future[None]] = set()
+        # The jobs running now, as tasks of the loop (added and removed on the loop only).
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take and run jobs until `stop` is set; then stop gracefully (see above)."""
@@ -94,18 +98,18 @@ class Worker:
     async def _stop(self) -> None:
         assert self._loop is not None
         bound = self._settings.JOBS_SHUTDOWN_SECONDS
-        running_now = len(self._running)
+        running_now = len(self._tasks)
         logger.info("jobs: worker stopping", extra={"runner": self.id, "running": running_now})
         # Dramatiq's threads take no more messages and wait for the one each is running.
         stopping = self._loop.run_in_executor(None, self._dramatiq.stop, int(bound * 1000) + 5000)
-        # A copy: Dramatiq's threads add and remove their futures meanwhile.
-        running = {asyncio.wrap_future(future) for future in list(self._running)}
         handed_back = 0
-        if running:
-            _, unfinished = await asyncio.wait(running, timeout=bound)
+        if self._tasks:
+            _, unfinished = await asyncio.wait(set(self._tasks), timeout=bound)
             handed_back = len(unfinished)
-            for future in unfinished:
-                future.cancel()  # the job hands itself back (app/jobs/executor.py)
+            for task in unfinished:
+                task.cancel()  # the job hands itself back (app/jobs/executor.py)
+            if unfinished:  # until each hand-back is written
+                await asyncio.wait(unfinished, timeout=_LOOP_STOP_SECONDS)
         await stopping
         await self._loop.run_in_executor(None, self._broker.close)
         await self._relay.stop()
@@ -119,15 +123,19 @@ class Worker:
         future = asyncio.run_coroutine_threadsafe(
             self._take_and_run(uuid.UUID(job_id), attempt, holder), self._loop
         )
-        self._running.add(future)
-        try:
-            future.result()
-        except concurrent.futures.CancelledError:
-            pass  # stopped: the job was handed back to the table
-        finally:
-            self._running.discard(future)
+        with contextlib.suppress(concurrent.futures.CancelledError):
+            future.result()  # cancelled: stopped, and the job was handed back to the table
 
     async def _take_and_run(self, job_id: uuid.UUID, attempt: int, holder: str) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self._run_message(job_id, attempt, holder)
+        finally:
+            self._tasks.discard(task)
+
+    async def _run_message(self, job_id: uuid.UUID, attempt: int, holder: str) -> None:
         lease = timedelta(seconds=self._settings.JOBS_LEASE_SECONDS)
         async with self._sessionmaker() as session, session.begin():
             job = await take_lease(

@@ -48,7 +48,7 @@ class JobsEngineSettings(BaseSettings):
     @model_validator(mode="after")
     def _check_queue_lease(self) -> Self:
         lease: float = getattr(self, "JOBS_LEASE_SECONDS", 0)
-        if self.JOBS_QUEUE_LEASE_SECONDS <= lease:
+        if lease >= self.JOBS_QUEUE_LEASE_SECONDS:
             raise ValueError(
                 "JOBS_QUEUE_LEASE_SECONDS must be above JOBS_LEASE_SECONDS: a job waiting in "
                 "RabbitMQ is not handed over again before a worker could have run it"

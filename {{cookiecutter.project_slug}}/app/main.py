@@ -2,7 +2,7 @@
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 
 from fastapi import FastAPI
 
@@ -19,6 +19,7 @@ from app.core.hardening import (
 from app.core.logging import REQUEST_ID_HEADER, RequestContextMiddleware, configure_logging
 from app.core.metrics import Metrics, MetricsMiddleware
 from app.core.ratelimit import RateLimiter
+from app.core.runtime import tuned_gc
 from app.core.security import Passwords, Tokens
 from app.core.tracing import Tracing
 from app.db.engine import create_engine
@@ -55,7 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if jobs is not None:
             jobs.start()
         try:
-            yield
+            with tuned_gc() if settings.GC_TUNING else nullcontext():
+                yield
         finally:
             if jobs is not None:
                 await jobs.stop()  # finishes or hands back its jobs, before the pool closes

@@ -35,6 +35,9 @@ TEST_SETTINGS = {
     "RATE_LIMIT_LOGIN_USERNAME": "100000/minute",
     "RATE_LIMIT_CURRENT_PASSWORD": "100000/minute",
     "RATE_LIMIT_REGISTER": "100000/minute",
+    # Each app's lifespan would freeze the test process's objects and collect everything first;
+    # tests/core/test_runtime.py turns it on where it is the subject.
+    "GC_TUNING": "false",
 }
 if "RATE_LIMIT_STORAGE" in Settings.model_fields:
     # Limits kept in Redis are counted in memory here: tests/core/test_rate_limit_redis.py

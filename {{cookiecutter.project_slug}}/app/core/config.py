@@ -133,6 +133,9 @@ class Settings(
     # Seconds a stopping server lets open requests finish before it closes them. Keep it below
     # the platform's grace period before SIGKILL: `docker stop` waits 10 s, Kubernetes 30 s.
     GRACEFUL_SHUTDOWN_SECONDS: int = Field(default=8, ge=1, le=3600)
+    # Tune the garbage collector for a server once the app has started (app/core/runtime.py);
+    # false keeps CPython's defaults.
+    GC_TUNING: bool = True
 
     # --- Metrics (Prometheus, app/core/metrics.py) --------------------------------------------
     # Recorded by every app; served by `serve` alone, from its supervising process, on a port of

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from bakery import TEMPLATE_DIR, clean_env
+from bakery import LOCAL_PYTHON, TEMPLATE_DIR, clean_env, run_in_project, venv_bin
 
 TEMPLATE_FILES = ("cookiecutter.json", "hooks", "LICENSE", "{{cookiecutter.project_slug}}")
 GIT_USER = ["-c", "user.name=Template Tests", "-c", "user.email=tests@example.com"]
@@ -66,11 +66,8 @@ def heads(versions: Path) -> set[str]:
     return set(revisions) - {down for down in revisions.values() if down}
 
 
-@pytest.fixture
-def template_repo(tmp_path: Path) -> tuple[Path, str, str]:
-    """The template in a repository of its own: its commit now, and a later one."""
-    repo = tmp_path / "template"
-    repo.mkdir()
+def template_commit(repo: Path) -> str:
+    """The template as it is, committed to a new repository at `repo`: its commit."""
     ignore = shutil.ignore_patterns("__pycache__", ".ruff_cache", ".mypy_cache")
     for name in TEMPLATE_FILES:
         source = TEMPLATE_DIR / name
@@ -79,7 +76,15 @@ def template_repo(tmp_path: Path) -> tuple[Path, str, str]:
         else:
             shutil.copy2(source, repo / name)
     git(repo, "init", "-q", "-b", "main")
-    earlier = commit_all(repo, "the template as it is")
+    return commit_all(repo, "the template as it is")
+
+
+@pytest.fixture
+def template_repo(tmp_path: Path) -> tuple[Path, str, str]:
+    """The template in a repository of its own: its commit now, and a later one."""
+    repo = tmp_path / "template"
+    repo.mkdir()
+    earlier = template_commit(repo)
 
     project = repo / "{{cookiecutter.project_slug}}"
     readme = project / "README.md"
@@ -171,3 +176,106 @@ def test_an_update_brings_a_release_into_a_changed_project_without_conflict(
     assert " .cruft.json" in changed
     checked = cruft(project, "check", "--checkout", later)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+RELEASE_MIGRATION = '''"""a later release's data migration
+
+Revision ID: 9d8c7b6a5f40
+Revises: {head}
+"""
+
+from alembic import op
+
+revision: str = "9d8c7b6a5f40"
+down_revision: str | None = "{head}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("UPDATE users SET full_name = full_name WHERE 1 = 0")
+
+
+def downgrade() -> None:
+    pass
+'''
+
+
+def alembic_heads(project: Path) -> list[str]:
+    done = run_in_project(project, [venv_bin(project, "alembic"), "heads"])
+    assert done.returncode == 0, done.stdout
+    return [line.split()[0] for line in done.stdout.splitlines() if "(head)" in line]
+
+
+@pytest.mark.bake
+def test_make_update_joins_a_release_migration_to_the_projects_own_and_stays_green(
+    tmp_path: Path,
+) -> None:
+    """The whole life of a project: created with cruft, installed, given a scaffolded
+    resource (with its migration), a setting and README notes of its own, then updated with
+    `make update` to a release that adds a migration too. Nothing conflicts, no `.rej`, one
+    Alembic head (the update joined the two), and `make check` (ruff, format, mypy --strict,
+    the suite) passes."""
+    repo = tmp_path / "template"
+    repo.mkdir()
+    earlier = template_commit(repo)
+    versions = repo / "{{cookiecutter.project_slug}}" / "migrations" / "versions"
+    (head,) = heads(versions)
+    (versions / "20270301_0900_9d8c7b6a5f40_release_data_migration.py").write_text(
+        RELEASE_MIGRATION.format(head=head), encoding="utf-8"
+    )
+    later = commit_all(repo, "a later release, with a migration")
+
+    out = tmp_path / "out"
+    out.mkdir()
+    context = {"project_name": "Lives Long", "python_version": LOCAL_PYTHON}
+    created = cruft(
+        out,
+        "create",
+        str(repo),
+        "--checkout",
+        earlier,
+        "--no-input",
+        "--extra-context",
+        json.dumps(context),
+    )
+    assert created.returncode == 0, created.stdout + created.stderr
+    project = out / "lives_long"
+    make = ["make", f"CRUFT={sys.executable} -m cruft"]
+    installed = run_in_project(project, [*make, "install"])
+    assert installed.returncode == 0, installed.stdout
+    git(project, "init", "-q", "-b", "main")
+    commit_all(project, "generated")
+
+    # The project's own: a scaffolded resource (its migration on top of the template's), a
+    # setting in .env, notes in the README.
+    scaffolded = run_in_project(
+        project, [*make, "resource", "name=orders", "fields=title:str(200) paid:bool"]
+    )
+    assert scaffolded.returncode == 0, scaffolded.stdout
+    env_file = project / ".env"
+    env_file.write_text(env_file.read_text(encoding="utf-8") + "LOG_LEVEL=DEBUG\n", "utf-8")
+    readme = project / "README.md"
+    readme.write_text(readme.read_text(encoding="utf-8") + "\nOur team's notes.\n", "utf-8")
+    (own_head,) = alembic_heads(project)
+    assert own_head != head
+    commit_all(project, "orders, and our notes")
+
+    updated = run_in_project(project, [*make, "update", f"checkout={later}"], timeout=600)
+    assert updated.returncode == 0, updated.stdout
+
+    assert sorted(path.name for path in project.rglob("*.rej")) == []
+    tracked = git(project, "ls-files").splitlines()
+    assert not [
+        name
+        for name in tracked
+        if "<<<<<<<" in (project / name).read_text(encoding="utf-8", errors="replace")
+    ]
+    (joined,) = alembic_heads(project)
+    assert joined not in {own_head, "9d8c7b6a5f40"}
+    assert "9d8c7b6a5f40" in git(project, "status", "--porcelain")
+    assert "Our team's notes." in readme.read_text(encoding="utf-8")
+    assert (project / "app" / "orders").is_dir()
+    checked = run_in_project(project, [*make, "check"], timeout=900)
+    assert checked.returncode == 0, checked.stdout[-6000:]
+    assert json.loads((project / ".cruft.json").read_text(encoding="utf-8"))["commit"] == later

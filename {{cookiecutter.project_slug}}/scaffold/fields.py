@@ -277,9 +277,12 @@ def parse_field(spec: str) -> Field:
             f"field {spec!r} is not name:type (types: {', '.join(KINDS)}; e.g. title:str(200))"
         )
     name, kind, args = match["name"], match["kind"], match["args"]
-    check_identifier(name, "field")
     if name in RESERVED_FIELDS or name.startswith("model_"):
-        raise ScaffoldError(f"field {name!r} is a reserved name (the model or schema uses it)")
+        raise ScaffoldError(
+            f"field {name!r} is reserved: every resource has that column, or the model, the "
+            "schemas or their base classes use the name"
+        )
+    check_identifier(name, "field")
     if kind not in KINDS:
         raise ScaffoldError(f"field {name!r} has unknown type {kind!r} (types: {', '.join(KINDS)})")
     numbers = [int(part) for part in args.split(",")] if args and args.strip() else []

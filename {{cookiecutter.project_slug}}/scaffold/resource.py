@@ -25,6 +25,7 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 API = Path("app/api.py")
 MODELS = Path("app/db/models.py")
 VERSIONS = Path("migrations/versions")
+USAGE = 'make resource name=orders fields="title:str(200) amount:decimal paid:bool due:date"'
 # Local names the generated modules and tests already use: a resource whose singular (or
 # plural) is one of them would shadow it.
 TAKEN_NAMES = frozenset(
@@ -142,13 +143,6 @@ class Resource:
 
 def check_name(project: Path, plural: str, singular: str | None) -> Resource:
     check_identifier(plural, "resource name")
-    singular = singular or singular_of(plural)
-    check_identifier(singular, "singular")
-    if singular == plural:
-        raise ScaffoldError(f"the singular of {plural!r} must differ from it")
-    for name in (plural, singular):
-        if name in TAKEN_NAMES:
-            raise ScaffoldError(f"{name!r} is a name the generated code already uses; pick another")
     for place in ("app", "tests"):
         for taken in (project / place / plural, project / place / f"{plural}.py"):
             if taken.exists():
@@ -158,6 +152,13 @@ def check_name(project: Path, plural: str, singular: str | None) -> Resource:
             raise ScaffoldError(f"table {plural!r} already exists ({module.relative_to(project)})")
     if f"app.{plural}." in (project / API).read_text(encoding="utf-8"):
         raise ScaffoldError(f"{plural!r} is already wired into {API}")
+    singular = singular or singular_of(plural)
+    check_identifier(singular, "singular")
+    if singular == plural:
+        raise ScaffoldError(f"the singular of {plural!r} must differ from it")
+    for name in (plural, singular):
+        if name in TAKEN_NAMES:
+            raise ScaffoldError(f"{name!r} is a name the generated code already uses; pick another")
     return Resource(plural, singular, [])
 
 
@@ -433,7 +434,7 @@ def scaffold(
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="make resource",
-        description='Scaffold a resource: make resource name=orders fields="title:str(200)"',
+        description=f"Scaffold a resource: {USAGE}",
     )
     parser.add_argument("name", help="the resource's plural snake_case name, e.g. orders")
     parser.add_argument("fields", nargs="*", help='e.g. "title:str(200) paid:bool due:date?"')
@@ -441,6 +442,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--project", type=Path, default=Path.cwd(), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     specs = [spec for group in args.fields for spec in group.split()]
+    if not args.name:
+        sys.stderr.write(f"make resource: no name given: {USAGE}\n")
+        return 1
     try:
         written = scaffold(args.project, args.name, specs, args.singular)
     except ScaffoldError as error:

@@ -19,7 +19,21 @@ IDENTIFIER = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 FIELD_SPEC = re.compile(
     r"(?P<name>[^:]+):(?P<kind>[a-z]+)(?:\((?P<args>[0-9, ]*)\))?(?P<optional>\?)?"
 )
-KINDS = ("str", "text", "int", "decimal", "bool", "date", "datetime")
+# Each type: its Python type, and its column type as the model and as the migration write it.
+TYPES = {
+    "str": ("str", "String({length_constant})", "sa.String(length={length})"),
+    "text": ("str", "Text", "sa.Text()"),
+    "int": ("int", "Integer", "sa.Integer()"),
+    "decimal": (
+        "Decimal",
+        "Numeric({digits_constant}, {places_constant})",
+        "sa.Numeric(precision={digits}, scale={places})",
+    ),
+    "bool": ("bool", "Boolean", "sa.Boolean()"),
+    "date": ("date", "Date", "sa.Date()"),
+    "datetime": ("datetime", "UTCDateTime()", "sa.DateTime(timezone=True)"),
+}
+KINDS = tuple(TYPES)
 DEFAULT_DECIMAL = (12, 2)
 MAX_TEXT_LENGTH = 1_000_000
 MAX_DECIMAL_DIGITS = 38
@@ -134,29 +148,25 @@ class Field:
             ]
         return []
 
+    def _types(self) -> tuple[str, str, str]:
+        python, column, migration = TYPES[self.kind]
+        sizes = {
+            "length": self.length,
+            "digits": self.digits,
+            "places": self.places,
+            "length_constant": self.length_constant,
+            "digits_constant": self.digits_constant,
+            "places_constant": self.places_constant,
+        }
+        return python, column.format(**sizes), migration.format(**sizes)
+
     @property
     def python_type(self) -> str:
-        return {
-            "str": "str",
-            "text": "str",
-            "int": "int",
-            "decimal": "Decimal",
-            "bool": "bool",
-            "date": "date",
-            "datetime": "datetime",
-        }[self.kind]
+        return self._types()[0]
 
     @property
     def column_type(self) -> str:
-        return {
-            "str": f"String({self.length_constant})",
-            "text": "Text",
-            "int": "Integer",
-            "decimal": f"Numeric({self.digits_constant}, {self.places_constant})",
-            "bool": "Boolean",
-            "date": "Date",
-            "datetime": "UTCDateTime()",
-        }[self.kind]
+        return self._types()[1]
 
     def column(self) -> str:
         mapped = f"{self.python_type} | None" if self.optional else self.python_type
@@ -166,15 +176,7 @@ class Field:
 
     @property
     def migration_type(self) -> str:
-        return {
-            "str": f"sa.String(length={self.length})",
-            "text": "sa.Text()",
-            "int": "sa.Integer()",
-            "decimal": f"sa.Numeric(precision={self.digits}, scale={self.places})",
-            "bool": "sa.Boolean()",
-            "date": "sa.Date()",
-            "datetime": "sa.DateTime(timezone=True)",
-        }[self.kind]
+        return self._types()[2]
 
     def migration_column(self) -> str:
         return f'sa.Column("{self.name}", {self.migration_type}, nullable={self.optional}),'

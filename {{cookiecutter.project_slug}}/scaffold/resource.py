@@ -173,24 +173,15 @@ def _imports(module: str, names: set[str]) -> str:
 def model_substitutions(fields: list[Field]) -> dict[str, str]:
     sqlalchemy = {"ForeignKey", "Index"}
     base = {"Base", "Timestamps", "UUIDPrimaryKey"}
-    python: list[str] = []
+    for field in fields:
+        # The column's class: from sqlalchemy, or UTCDateTime from app/db/base.py.
+        column = field.column_type.split("(")[0]
+        (base if column == "UTCDateTime" else sqlalchemy).add(column)
     kinds = {field.kind for field in fields}
-    names = {
-        "str": "String",
-        "text": "Text",
-        "int": "Integer",
-        "decimal": "Numeric",
-        "bool": "Boolean",
-        "date": "Date",
-    }
-    sqlalchemy |= {names[kind] for kind in kinds if kind in names}
-    if "datetime" in kinds:
-        base.add("UTCDateTime")
     dates: set[str] = {kind for kind in ("date", "datetime") if kind in kinds}
+    python = [_imports("datetime", dates)] if dates else []
     if "decimal" in kinds:
         python.append("from decimal import Decimal")
-    if dates:
-        python.insert(0, _imports("datetime", dates))
     return {
         "python_imports": _block(python),
         "sqlalchemy_imports": ", ".join(sorted(sqlalchemy)),

@@ -223,6 +223,7 @@ BAD_INPUTS = [
     pytest.param(["class", "title:str(20)"], "Python keyword", id="keyword"),
     pytest.param(["classes", "title:str(20)"], "'class' is a Python", id="keyword-singular"),
     pytest.param(["Invoices", "title:str(20)"], "snake_case", id="not-snake-case"),
+    pytest.param(["staff", "title:str(20)"], "is not a plural", id="not-plural"),
     pytest.param(["invoices", "title:string"], "unknown type 'string'", id="unknown-type"),
     pytest.param(["invoices", "title:str"], "maximum length", id="str-without-length"),
     pytest.param(["invoices", "owner_id:int"], "'owner_id' is reserved", id="owner_id"),

@@ -430,14 +430,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("name", help="the resource's plural snake_case name, e.g. orders")
     parser.add_argument("fields", nargs="*", help='e.g. "title:str(200) paid:bool due:date?"')
     parser.add_argument("--singular", help="the singular, when it is not the name minus its s")
-    parser.add_argument("--project", type=Path, default=Path.cwd(), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     specs = [spec for group in args.fields for spec in group.split()]
     if not args.name:
         sys.stderr.write(f"make resource: no name given: {USAGE}\n")
         return 1
     try:
-        written = scaffold(args.project, args.name, specs, args.singular)
+        written = scaffold(Path.cwd(), args.name, specs, args.singular)
     except ScaffoldError as error:
         sys.stderr.write(f"make resource: {error}\n")
         return 1

@@ -86,6 +86,7 @@ RESERVED_SLUGS = frozenset(
         "pythonjsonlogger",
         "redis",
         "ruff",
+        "scaffold",
         "sqlalchemy",
         "starlette",
         "test",

@@ -89,6 +89,7 @@ RESERVED_SLUGS = frozenset(
         "pythonjsonlogger",
         "redis",
         "ruff",
+        "scaffold",
         "sqlalchemy",
         "starlette",
         "test",

@@ -2,6 +2,8 @@
 
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Generic, Self, TypeVar
 
 from fastapi import Query
@@ -16,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import PydanticCustomError, core_schema
+from pydantic_core import PydanticCustomError, PydanticKnownError, core_schema
 
 # --- Text ----------------------------------------------------------------------------------------
 # What no string may hold, on either database: NUL (PostgreSQL cannot store it in text, and
@@ -147,6 +149,52 @@ class NotNull:
             del json_schema["anyOf"]
             json_schema.update(options[0])
         return json_schema
+
+
+class TextLimit:
+    """Bounds the string a client may send for a value that is not text: a date, a time, a
+    decimal. `Annotated[date, TextLimit(10)]`: a longer string is a 422 before it is parsed,
+    and the OpenAPI schema gives the string form its `maxLength`, like every other string."""
+
+    def __init__(self, max_length: int) -> None:
+        self.max_length = max_length
+
+    def _check(self, value: object) -> object:
+        if isinstance(value, str) and len(value) > self.max_length:
+            raise PydanticKnownError("string_too_long", {"max_length": self.max_length})
+        return value
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_before_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        forms = json_schema.get("anyOf", [json_schema])
+        for form in forms:
+            if form.get("type") == "string":
+                form["maxLength"] = self.max_length
+        return json_schema
+
+
+def to_places(places: int) -> AfterValidator:
+    """`Annotated[Decimal, Field(decimal_places=2), to_places(2)]`: the value with exactly that
+    many decimals (1.5 becomes 1.50), as a NUMERIC column stores and gives it back, so the
+    answer to a write is the representation a later read gives."""
+    exponent = Decimal(1).scaleb(-places)
+
+    def quantize(value: Decimal) -> Decimal:
+        return value.quantize(exponent)
+
+    return AfterValidator(quantize)
+
+
+def in_utc(value: datetime) -> datetime:
+    """An aware datetime moved to UTC, as the database gives it back (app/db/base.py)."""
+    return value.astimezone(UTC)
 
 
 MAX_PAGE_SIZE = 100

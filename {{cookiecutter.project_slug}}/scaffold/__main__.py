@@ -1,0 +1,5 @@
+import sys
+
+from scaffold.resource import main
+
+sys.exit(main(sys.argv[1:]))

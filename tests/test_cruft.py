@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from bakery import LOCAL_PYTHON, TEMPLATE_DIR, clean_env, run_in_project, venv_bin
+from test_scaffold import RESOURCES
 
 TEMPLATE_FILES = ("cookiecutter.json", "hooks", "LICENSE", "{{cookiecutter.project_slug}}")
 GIT_USER = ["-c", "user.name=Template Tests", "-c", "user.email=tests@example.com"]
@@ -211,11 +212,11 @@ def alembic_heads(project: Path) -> list[str]:
 def test_make_update_joins_a_release_migration_to_the_projects_own_and_stays_green(
     tmp_path: Path,
 ) -> None:
-    """The whole life of a project: created with cruft, installed, given a scaffolded
-    resource (with its migration), a setting and README notes of its own, then updated with
-    `make update` to a release that adds a migration too. Nothing conflicts, no `.rej`, one
-    Alembic head (the update joined the two), and `make check` (ruff, format, mypy --strict,
-    the suite) passes."""
+    """The whole life of a project: created with cruft, installed, given two scaffolded
+    resources (tests/test_scaffold.py's, with their migrations), a setting and README notes
+    of its own, then updated with `make update` to a release that adds a migration too.
+    Nothing conflicts, no `.rej`, one Alembic head (the update joined the two), and `make
+    check` (ruff, format, mypy --strict, the suite) passes."""
     repo = tmp_path / "template"
     repo.mkdir()
     earlier = template_commit(repo)
@@ -249,10 +250,11 @@ def test_make_update_joins_a_release_migration_to_the_projects_own_and_stays_gre
 
     # The project's own: a scaffolded resource (its migration on top of the template's), a
     # setting in .env, notes in the README.
-    scaffolded = run_in_project(
-        project, [*make, "resource", "name=orders", "fields=title:str(200) paid:bool"]
-    )
-    assert scaffolded.returncode == 0, scaffolded.stdout
+    for name, fields in RESOURCES.items():
+        scaffolded = run_in_project(
+            project, [*make, "resource", f"name={name}", f"fields={fields}"]
+        )
+        assert scaffolded.returncode == 0, scaffolded.stdout
     env_file = project / ".env"
     env_file.write_text(env_file.read_text(encoding="utf-8") + "LOG_LEVEL=DEBUG\n", "utf-8")
     readme = project / "README.md"

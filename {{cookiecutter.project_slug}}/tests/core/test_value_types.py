@@ -9,11 +9,13 @@ from pydantic import AfterValidator, AwareDatetime, Field, TypeAdapter, Validati
 
 from app.core.schemas import TextLimit, in_utc, to_places
 
-Day = TypeAdapter(Annotated[date, TextLimit(10)])
-Amount = TypeAdapter(
+Day: TypeAdapter[date] = TypeAdapter(Annotated[date, TextLimit(10)])
+Amount: TypeAdapter[Decimal] = TypeAdapter(
     Annotated[Decimal, Field(max_digits=6, decimal_places=2), TextLimit(8), to_places(2)]
 )
-Moment = TypeAdapter(Annotated[AwareDatetime, TextLimit(40), AfterValidator(in_utc)])
+Moment: TypeAdapter[datetime] = TypeAdapter(
+    Annotated[AwareDatetime, TextLimit(40), AfterValidator(in_utc)]
+)
 
 
 def test_a_string_longer_than_the_limit_is_refused_before_it_is_parsed() -> None:

@@ -283,7 +283,15 @@ PROCESS_JOBS = {
 def process_env(rabbitmq_url: str, broker_queue: str) -> Iterator[dict[str, str]]:
     """The settings of worker processes on a scratch database and this test's queue."""
     with databases.scratch_database(databases.new_database_url("workers"), migrated=True) as url:
-        yield {"DATABASE_URL": url, **_engine_settings(rabbitmq_url, broker_queue), **PROCESS_JOBS}
+        # Small pools: two servers and two workers, beside the other tests' databases, stay
+        # well below PostgreSQL's max_connections (ignored on SQLite, which has no pool).
+        pools = {"DATABASE_POOL_SIZE": "4"}
+        yield {
+            "DATABASE_URL": url,
+            **_engine_settings(rabbitmq_url, broker_queue),
+            **PROCESS_JOBS,
+            **pools,
+        }
 
 
 def test_a_worker_killed_mid_job_runs_it_again_and_its_effect_happens_once(

@@ -9,11 +9,11 @@ job's outcome is recorded (app/jobs/broker.py).
 
 The process also runs a relay, so the jobs its jobs enqueue are published at once.
 
-SIGTERM (or SIGINT) stops it gracefully: it takes no more messages, lets the running jobs
-finish for JOBS_SHUTDOWN_SECONDS, then cancels the rest, which hands them back to the table
-(the try not counted) for the relay to publish again; RabbitMQ gets back the messages this
-process had prefetched but not started. A SIGKILL loses nothing either: RabbitMQ redelivers
-the unacknowledged messages to another worker.
+SIGTERM (or SIGINT) stops it gracefully: its relay stops, it takes no more messages, lets the
+running jobs finish for JOBS_SHUTDOWN_SECONDS, then cancels the rest, which hands them back to
+the table (the try not counted) for another process's relay to publish; RabbitMQ gets back the
+messages this process had prefetched but not started. A SIGKILL loses nothing either: RabbitMQ
+redelivers the unacknowledged messages to another worker.
 """
 
 import asyncio
@@ -100,6 +100,9 @@ class Worker:
         bound = self._settings.JOBS_SHUTDOWN_SECONDS
         running_now = len(self._tasks)
         logger.info("jobs: worker stopping", extra={"runner": self.id, "running": running_now})
+        # First the relay: a job handed back below must wait in the table for another
+        # process's relay, not be claimed and published again by this stopping one.
+        await self._relay.stop()
         # Dramatiq's threads take no more messages and wait for the one each is running.
         stopping = self._loop.run_in_executor(None, self._dramatiq.stop, int(bound * 1000) + 5000)
         handed_back = 0
@@ -112,7 +115,6 @@ class Worker:
                 await asyncio.wait(unfinished, timeout=_LOOP_STOP_SECONDS)
         await stopping
         await self._loop.run_in_executor(None, self._broker.close)
-        await self._relay.stop()
         await self._engine.dispose()
         logger.info("jobs: worker stopped", extra={"runner": self.id, "handed_back": handed_back})
 

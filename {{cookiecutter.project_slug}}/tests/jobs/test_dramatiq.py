@@ -351,7 +351,7 @@ def test_sigterm_hands_back_a_job_that_outlasts_the_shutdown_bound(
         assert process.wait(timeout=30) == 0
         stopped_in = time.monotonic() - stopping
     log = (tmp_path / "worker.log").read_text()
-    assert _queued(url) == [(JobStatus.PENDING, 0)]
+    assert _queued(url) == [(JobStatus.PENDING, 0)], log
     assert effects(tmp_path) == {}
     assert '"handed_back": 1' in log
     assert stopped_in < 15, log

@@ -67,6 +67,24 @@ def heads(versions: Path) -> set[str]:
     return set(revisions) - {down for down in revisions.values() if down}
 
 
+def create_project(
+    repo: Path, out: Path, commit: str, context: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """`cruft create` of the template in `repo` at `commit`, with these answers, into `out`."""
+    created = cruft(
+        out,
+        "create",
+        str(repo),
+        "--checkout",
+        commit,
+        "--no-input",
+        "--extra-context",
+        json.dumps(context),
+    )
+    assert created.returncode == 0, created.stdout + created.stderr
+    return created
+
+
 def template_commit(repo: Path) -> str:
     """The template as it is, committed to a new repository at `repo`: its commit."""
     ignore = shutil.ignore_patterns("__pycache__", ".ruff_cache", ".mypy_cache")
@@ -110,17 +128,7 @@ def test_an_update_brings_a_release_into_a_changed_project_without_conflict(
     repo, earlier, later = template_repo
     out = tmp_path / "out"
     out.mkdir()
-    created = cruft(
-        out,
-        "create",
-        str(repo),
-        "--checkout",
-        earlier,
-        "--no-input",
-        "--extra-context",
-        json.dumps({"project_name": "Kept Current"}),
-    )
-    assert created.returncode == 0, created.stdout + created.stderr
+    created = create_project(repo, out, earlier, {"project_name": "Kept Current"})
     project = out / "kept_current"
     # The hook knew cruft rendered it: no venv, no lock, no test run (and it says so).
     assert "rendered by cruft" in created.stdout + created.stderr
@@ -230,17 +238,7 @@ def test_make_update_joins_a_release_migration_to_the_projects_own_and_stays_gre
     out = tmp_path / "out"
     out.mkdir()
     context = {"project_name": "Lives Long", "python_version": LOCAL_PYTHON}
-    created = cruft(
-        out,
-        "create",
-        str(repo),
-        "--checkout",
-        earlier,
-        "--no-input",
-        "--extra-context",
-        json.dumps(context),
-    )
-    assert created.returncode == 0, created.stdout + created.stderr
+    create_project(repo, out, earlier, context)
     project = out / "lives_long"
     make = ["make", f"CRUFT={sys.executable} -m cruft"]
     installed = run_in_project(project, [*make, "install"])

@@ -23,11 +23,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.core.config import Settings
+from app.core.config import Settings, describe_error
 from app.db.engine import create_engine
 from app.db.session import create_sessionmaker
 from app.jobs import service
@@ -428,3 +428,22 @@ def test_the_worker_refuses_bad_settings_in_one_line(setting: str, value: str, l
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [line]
     assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ({"JOBS_QUEUE_LEASE_SECONDS": "60", "JOBS_LEASE_SECONDS": "60"}, "must be above"),
+        ({"JOBS_QUEUE": "jobs for us"}, "should match pattern"),
+        ({"JOBS_BROKER_URL": "amqp://guest@127.0.0.1:notaport/"}, "must be a RabbitMQ URL"),
+        ({"JOBS_ENGINE": "celery"}, "Input should be 'dramatiq' or 'embedded'"),
+    ],
+)
+def test_a_bad_engine_setting_is_refused_with_its_name(
+    values: dict[str, str], problem: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(**values)  # type: ignore[arg-type]
+    message = describe_error(caught.value)
+    assert problem in message
+    assert "guest" not in message  # the broker URL's credentials are never echoed

@@ -161,8 +161,14 @@ async def test_a_job_committed_while_rabbitmq_is_down_is_delivered_once_it_is_ba
 
                 await eventually(refused)
                 await asyncio.sleep(0.5)  # a few more polls, each refused
-                (waiting,) = await queue.jobs()
-                assert (waiting.status, waiting.attempts) == (JobStatus.PENDING, 0)
+
+                # Each refused publication claims the job for a moment, then hands it back:
+                # between two polls it waits in the table, pending and untried.
+                async def handed_back() -> bool:
+                    (waiting,) = await queue.jobs()
+                    return (waiting.status, waiting.attempts) == (JobStatus.PENDING, 0)
+
+                await eventually(handed_back)
                 assert runs(tmp_path) == []
                 outage.restore()
                 await queue.until_empty()

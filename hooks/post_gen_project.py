@@ -2,8 +2,7 @@
 
 Cookiecutter renders this script and runs it in the project; a second run is safe. Expected
 problems (no such Python, no package index) end with a warning, exit status 0 and the commands
-to finish by hand; failing tests end with exit status 1.
-"""
+to finish by hand; failing tests end with exit status 1."""
 
 from __future__ import annotations
 
@@ -50,7 +49,7 @@ POSTGRESQL_ONLY_PATHS = (
     "deploy/kubernetes",
 )
 SQLITE_ONLY_PATHS = ("tests/test_sqlite.py",)
-# use_redis: rate limits counted in Redis ("redis") or in each process's memory ("memory").
+# Rate limits counted in Redis, or in each process's memory (answers: redis, memory).
 RATE_LIMIT_STORAGE_VARIANTS = ("app/core/ratelimit_settings.py",)
 REDIS_FILES = ("tests/core/test_rate_limit_redis.py",)
 # observability: OpenTelemetry traces, or "none" (the same module names, doing nothing).
@@ -68,15 +67,13 @@ DRAMATIQ_FILES = (
 # The TCP proxy that cuts a server off on purpose, for PostgreSQL's and RabbitMQ's outage tests.
 OUTAGE_PROXY = "tests/outage.py"
 SKIP_INSTALL_VARIABLE = "FASTAPI_TEMPLATE_SKIP_INSTALL"
-# cruft adds the template's commit to the answers, to record a new project or, in a scratch
-# folder, to render two commits for `cruft update` to diff.
-CRUFT_COMMIT_KEY = "_commit"
+CRUFT_COMMIT_KEY = "_commit"  # an answer that cruft adds
 INSTALLER_VARIABLE = "FASTAPI_TEMPLATE_INSTALLER"
 VENV_NAME = ".venv"
 VENV_PYTHON = Path(VENV_NAME, "bin", "python")
 INSTALLED_STAMP = ".installed"  # the Makefile's: it reinstalls only when this is older
-# Variables of an outer make (the template's own `make test`) that would steer the project's.
-OUTER_MAKE_VARIABLES = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTHONHOME")
+# Not passed on to the project's make and tests: an outer make's settings, and PYTHONHOME.
+DROPPED_VARIABLES = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTHONHOME")
 OUTPUT_TAIL_LINES = 30
 TRUE_WORDS = frozenset({"1", "true", "t", "yes", "y", "on"})
 VERSION_PROBE = "import sys; print('%d.%d' % sys.version_info[:2])"
@@ -243,8 +240,8 @@ def install_command(python: str) -> tuple[str, list[str]]:
 
 
 def project_env(project_dir: Path) -> dict[str, str]:
-    """This environment with .venv active, uv kept from downloading a Python, no outer make."""
-    env = {key: value for key, value in os.environ.items() if key not in OUTER_MAKE_VARIABLES}
+    """This environment with .venv active and uv kept from downloading a Python."""
+    env = {key: value for key, value in os.environ.items() if key not in DROPPED_VARIABLES}
     path = os.pathsep.join([str(project_dir / VENV_PYTHON.parent), env.get("PATH", "")])
     venv = str(project_dir / VENV_NAME)
     return {**env, "PATH": path, "VIRTUAL_ENV": venv, "UV_PYTHON_DOWNLOADS": "never"}
@@ -273,20 +270,14 @@ def install(project_dir: Path, command: Sequence[str], version: str, installer: 
         raise InstallError(f"`{shlex.join(command)}` exited with status {made.returncode}", output)
 
 
-def run_generated_tests(project_dir: Path) -> int:
-    """Run the generated suite with the project's interpreter, its output streamed."""
-    print("Running the generated test suite")
-    command = [str(project_dir / VENV_PYTHON), "-m", "pytest"]
-    return subprocess.run(command, cwd=project_dir, env=project_env(project_dir)).returncode
-
-
 def finish_commands(project_dir: Path, install: Sequence[str] = ("make", "install")) -> str:
     commands = [f"cd {shlex.quote(str(project_dir))}", shlex.join(install), "make test"]
     return "\n".join(f"    {command}" for command in commands)
 
 
 def skip_reason(answers: Mapping[str, Any]) -> str | None:
-    """Why not to install and test; cruft renders an update twice to diff it, then drops it."""
+    """Why not to install and test. cruft renders twice in a scratch folder to diff two commits
+    for `cruft update`: a venv there would only cost minutes."""
     if not as_bool(answers.get("run_tests", True)):
         return "run_tests is off"
     if CRUFT_COMMIT_KEY in answers:
@@ -294,18 +285,6 @@ def skip_reason(answers: Mapping[str, Any]) -> str | None:
     if as_bool(os.environ.get(SKIP_INSTALL_VARIABLE)):
         return f"{SKIP_INSTALL_VARIABLE} is set"
     return None
-
-
-def report_success(project_dir: Path, project_name: str) -> None:
-    started_in = os.environ.get("PWD")  # where cookiecutter was started: `cd` from there
-    here = started_in and Path(started_in).resolve() == project_dir.parent.resolve()
-    print(f"\nSuccess: {project_name} is ready at {project_dir} and its tests pass.")
-    print(
-        "Next steps:",
-        f"    cd {shlex.quote(project_dir.name if here else str(project_dir))}",
-        sep="\n",
-    )
-    print("    make run     # start the development server\n    make test    # run the tests")
 
 
 def main(raw_answers: str) -> int:
@@ -357,7 +336,9 @@ def main(raw_answers: str) -> int:
         )
         return 0
 
-    status = run_generated_tests(project_dir)
+    print("Running the generated test suite")
+    tests = [str(project_dir / VENV_PYTHON), "-m", "pytest"]
+    status = subprocess.run(tests, cwd=project_dir, env=project_env(project_dir)).returncode
     if status != 0:
         warn(
             f"error: the generated project's tests failed (pytest exit status {status}).",
@@ -366,7 +347,12 @@ def main(raw_answers: str) -> int:
             f"To rerun the tests: cd {shlex.quote(str(project_dir))} && make test",
         )
         return 1
-    report_success(project_dir, str(answers.get("project_name", project_dir.name)))
+    started_in = os.environ.get("PWD")  # where cookiecutter was started: `cd` from there
+    here = started_in and Path(started_in).resolve() == project_dir.parent.resolve()
+    name = answers.get("project_name", project_dir.name)
+    print(f"\nSuccess: {name} is ready at {project_dir} and its tests pass.\nNext steps:")
+    print(f"    cd {shlex.quote(project_dir.name if here else str(project_dir))}")
+    print("    make run     # start the development server\n    make test    # run the tests")
     return 0
 
 

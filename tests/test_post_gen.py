@@ -12,10 +12,14 @@ from pathlib import Path
 import pytest
 from bakery import (
     LOCAL_PYTHON,
+    SUPPORTED_PYTHONS,
     Bake,
     bake,
     expected_files,
+    load_hook,
     project_files,
+    python_available,
+    python_version_of,
     run_rendered_hook,
     snapshot,
     unrendered_markers,
@@ -236,3 +240,35 @@ def test_unreachable_package_index_keeps_the_project(tmp_path: Path, installer: 
     assert re.search(rf"^    {command}.*\n    make test$", output, re.MULTILINE), output
     assert "Running the generated test suite" not in output
     assert (result.project_dir / "pyproject.toml").is_file()
+    # make install made .venv with the Python the hook found, before the install failed.
+    assert python_version_of(result.project_dir / ".venv/bin/python") == LOCAL_PYTHON
+
+
+OTHER_PYTHONS = [version for version in SUPPORTED_PYTHONS if version != LOCAL_PYTHON]
+
+
+@pytest.mark.skipif(
+    not any(map(python_available, OTHER_PYTHONS)), reason="needs a second Python version"
+)
+def test_a_venv_of_another_python_is_replaced(tmp_path: Path) -> None:
+    """The rerun hook removes a .venv of the wrong Python; make install makes it again with
+    the right one (then pip, offline, fails: a warning, exit status 0)."""
+    result = bake(tmp_path / "bake", {"run_tests": "no", "python_version": LOCAL_PYTHON})
+    assert result.returncode == 0, result.describe()
+    project = result.project_dir
+    other = next(filter(None, map(load_hook("post_gen_project").find_python, OTHER_PYTHONS)))
+    subprocess.run([other, "-m", "venv", "--without-pip", project / ".venv"], check=True)
+    context = result.context()
+    context["cookiecutter"]["run_tests"] = True
+    empty = tmp_path / "empty-cache"
+    rerun = run_rendered_hook(
+        "post_gen_project",
+        context,
+        cwd=project,
+        script_dir=tmp_path / "hook",
+        env={**NO_INDEX_ENV["pip"], "PIP_CACHE_DIR": str(empty)},
+    )
+    assert rerun.returncode == 0, rerun.stdout
+    assert f"Replacing {project / '.venv'}: it does not run Python {LOCAL_PYTHON}" in rerun.stdout
+    assert "warning: setting up the project's virtual environment failed" in rerun.stdout
+    assert python_version_of(project / ".venv/bin/python") == LOCAL_PYTHON

@@ -184,8 +184,7 @@ def interpreter_version(executable: Path | str) -> str | None:
 
 def find_uv() -> str | None:
     """The uv executable on PATH or next to the running interpreter."""
-    sibling = Path(sys.executable).parent / "uv"
-    return shutil.which("uv") or (str(sibling) if os.access(sibling, os.X_OK) else None)
+    return shutil.which("uv") or shutil.which("uv", path=str(Path(sys.executable).parent))
 
 
 def _patch_number(path: Path) -> int:
@@ -199,7 +198,9 @@ def python_candidates(version: str) -> Iterator[str]:
         yield sys.executable
     name = f"python{version}"
     for directory in filter(None, os.environ.get("PATH", "").split(os.pathsep)):
-        yield from filter(None, [shutil.which(name, path=directory)])
+        on_path = shutil.which(name, path=directory)
+        if on_path:
+            yield on_path
     pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv").expanduser()
     installs = (pyenv_root / "versions").glob(f"{version}.*")
     for install in sorted(installs, key=_patch_number, reverse=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 from bakery import (
+    HOOKS_DIR,
     HOSTILE_NAME,
     PROJECT_TEMPLATE_DIR,
     VALID_ANSWERS,
@@ -367,9 +369,18 @@ def test_secrets_differ_between_projects(tmp_path: Path) -> None:
     ("value", "expected"),
     [("1", True), ("true", True), ("YES", True), ("0", False), ("", False), ("no", False)],
 )
-def test_skip_install_flag(monkeypatch: pytest.MonkeyPatch, value: str, expected: bool) -> None:
+def test_skip_install_variable(monkeypatch: pytest.MonkeyPatch, value: str, expected: bool) -> None:
     monkeypatch.setenv(post.SKIP_INSTALL_VARIABLE, value)
-    assert post.env_flag(post.SKIP_INSTALL_VARIABLE) is expected
+    reason = post.skip_reason(VALID_ANSWERS)
+    assert reason == (f"{post.SKIP_INSTALL_VARIABLE} is set" if expected else None)
+
+
+def test_skip_reasons(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(post.SKIP_INSTALL_VARIABLE, raising=False)
+    assert post.skip_reason({**VALID_ANSWERS, "run_tests": "no"}) == "run_tests is off"
+    assert post.skip_reason({**VALID_ANSWERS, post.CRUFT_COMMIT_KEY: "0" * 40}) == (
+        "rendered by cruft"
+    )
 
 
 def fake_python(path: Path, body: str) -> Path:
@@ -411,62 +422,137 @@ def test_find_python_accepts_the_running_interpreter() -> None:
     assert post.find_python(version) == sys.executable
 
 
-def test_installer_can_be_forced(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_install_command_names_what_make_would_not_find(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    python = "/opt/py 3/bin/python3.12"
+    monkeypatch.setattr(post, "find_uv", lambda: "/opt/uv/bin/uv")  # not on PATH
+    monkeypatch.delenv(post.INSTALLER_VARIABLE, raising=False)
+    assert post.install_command(python) == (
+        "uv",
+        ["make", "install", f"PYTHON={python}", "UV=/opt/uv/bin/uv"],
+    )
+    uv = fake_python(tmp_path / "bin" / "uv", "exit 0")
+    monkeypatch.setenv("PATH", str(uv.parent))
+    monkeypatch.setattr(post, "find_uv", lambda: str(uv))
+    assert post.install_command(python) == ("uv", ["make", "install", f"PYTHON={python}"])
     monkeypatch.setenv(post.INSTALLER_VARIABLE, "pip")
-    assert post.choose_installer() == ("pip", None)
-    monkeypatch.setattr(post, "find_uv", lambda: "/opt/fake/uv")
-    monkeypatch.setenv(post.INSTALLER_VARIABLE, "uv")
-    assert post.choose_installer() == ("uv", "/opt/fake/uv")
+    pip = ("pip", ["make", "install", f"PYTHON={python}", "INSTALLER=pip"])
+    assert post.install_command(python) == pip
+    monkeypatch.setattr(post, "find_uv", lambda: None)
     monkeypatch.delenv(post.INSTALLER_VARIABLE)
-    assert post.choose_installer() == ("uv", "/opt/fake/uv")
+    assert post.install_command(python) == pip
+    assert shlex.join(pip[1]) == "make install 'PYTHON=/opt/py 3/bin/python3.12' INSTALLER=pip"
 
 
 def test_forcing_a_missing_uv_is_an_install_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(post, "find_uv", lambda: None)
     monkeypatch.setenv(post.INSTALLER_VARIABLE, "uv")
     with pytest.raises(post.InstallError, match="no uv executable"):
-        post.choose_installer()
-    monkeypatch.delenv(post.INSTALLER_VARIABLE)
-    assert post.choose_installer() == ("pip", None)
+        post.install_command("python3.12")
 
 
-def test_setup_commands() -> None:
-    assert post.setup_commands("uv", "3.12") == [
-        "uv venv --python 3.12 .venv",
-        "uv lock --python 3.12",
-        "uv sync --locked --python 3.12 --compile-bytecode --group dev",
-    ]
-    assert post.setup_commands("pip", "3.12", "/opt/py 3/bin/python3.12") == [
-        "'/opt/py 3/bin/python3.12' -m venv .venv",
-        ".venv/bin/python -m pip install -U 'pip>=25.1'",
-        ".venv/bin/python -m pip install -e . --group dev",
-    ]
-    assert post.setup_commands("uv", "3.12", "/usr/bin/python3.12", venv_exists=True) == [
-        "uv lock --python /usr/bin/python3.12",
-        "uv sync --locked --python /usr/bin/python3.12 --compile-bytecode --group dev",
-    ]
+def test_the_hook_source_writes_no_install_command() -> None:
+    """The project's `make install` is the one install; the hook only runs it."""
+    source = (HOOKS_DIR / "post_gen_project.py").read_text(encoding="utf-8")
+    for command in ("uv sync", "uv lock", "uv venv", "pip install", "-m venv", "ensurepip"):
+        assert command not in source, command
 
 
-def test_the_hook_runs_the_commands_it_prints(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+def test_the_hook_is_smaller_than_every_module_it_generates() -> None:
+    def lines(path: Path) -> int:
+        return len(path.read_text(encoding="utf-8").splitlines())
+
+    largest = max((PROJECT_TEMPLATE_DIR / "app").rglob("*.py"), key=lines)
+    hook = lines(HOOKS_DIR / "post_gen_project.py")
+    assert hook < lines(largest), f"the hook has {hook} lines, {largest.name} {lines(largest)}"
+
+
+FAKE_MAKE = """\
+printf '%s\\n' "$@" > "$MAKE_RECORD"
+[ -d .venv ] && echo venv >> "$MAKE_RECORD"
+for n in $(seq 1 40); do echo "installer line $n"; done
+exit ${MAKE_STATUS:-0}"""
+
+
+@pytest.fixture
+def fake_make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A `make` on PATH that records its arguments (and whether .venv exists) and prints 40
+    lines; MAKE_STATUS is its exit status."""
+    record = tmp_path / "make-record"
+    fake_python(tmp_path / "fake-bin" / "make", FAKE_MAKE)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'fake-bin'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("MAKE_RECORD", str(record))
+    monkeypatch.setenv("MAKEFLAGS", "-j9 PYTHON=/outer/python")
+    monkeypatch.delenv(post.SKIP_INSTALL_VARIABLE, raising=False)
+    monkeypatch.delenv(post.INSTALLER_VARIABLE, raising=False)
+    return record
+
+
+def fake_venv(project: Path, version: str) -> Path:
+    (project / ".venv").mkdir(parents=True)
+    (project / ".venv" / "pyvenv.cfg").write_text("home = /nowhere\n", encoding="utf-8")
+    (project / ".venv" / ".installed").touch()
+    return fake_python(project / ".venv/bin/python", f"echo {version}")
+
+
+@pytest.mark.skipif(os.name == "nt", reason="uses POSIX shell scripts as fake programs")
+def test_a_failed_install_prints_the_command_it_ran_and_the_output_tail(
+    fake_make: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """One list of install steps: what a person is told to run is what the hook runs."""
-    ran: list[list[str]] = []
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("MAKE_STATUS", "2")
+    assert post.main(json.dumps(VALID_ANSWERS)) == 0
+    ran = fake_make.read_text(encoding="utf-8").splitlines()
+    assert "venv" not in ran
+    _installer, command = post.install_command(sys.executable)
+    assert ran == command[1:]
+    err = capsys.readouterr().err
+    assert "exited with status 2" in err
+    assert "    | installer line 11\n" in err
+    assert "installer line 10\n" not in err
+    assert f"    cd {project}\n    {shlex.join(command)}\n    make test\n" in err
+    assert (project / ".env").is_file()
 
-    def record(command: list[str], cwd: Path, *_env: object) -> None:
-        ran.append(list(command))
-        (cwd / post.VENV_NAME).mkdir(exist_ok=True)  # what the first step would have made
 
-    monkeypatch.setattr(post, "run_step", record)
-    monkeypatch.setattr(post, "interpreter_version", lambda _python: None)
-    (tmp_path / "uv").mkdir()
-    post.create_venv_and_install(tmp_path / "uv", "/usr/bin/python3.12", "3.12", "/opt/uv/bin/uv")
-    printed = post.setup_commands("uv", "3.12", "/usr/bin/python3.12")
-    assert [shlex.join(["uv", *command[1:]]) for command in ran] == printed
-    assert {command[0] for command in ran} == {"/opt/uv/bin/uv"}
-    ran.clear()
-    (tmp_path / "pip").mkdir()
-    post.create_venv_and_install(tmp_path / "pip", "/usr/bin/python3.12", "3.12", None)
-    assert [shlex.join(command) for command in ran] == post.setup_commands(
-        "pip", "3.12", "/usr/bin/python3.12"
-    )
+@pytest.mark.skipif(os.name == "nt", reason="uses POSIX shell scripts as fake programs")
+def test_a_venv_of_another_python_is_replaced(
+    fake_make: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_venv(tmp_path, "3.10")
+    post.install(tmp_path, ["make", "install"], "3.12", "uv")
+    assert fake_make.read_text(encoding="utf-8").splitlines() == ["install"]  # no .venv left
+    assert f"Replacing {tmp_path / '.venv'}: it does not run Python 3.12" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(os.name == "nt", reason="uses POSIX shell scripts as fake programs")
+def test_a_venv_of_the_right_python_is_reinstalled_into(
+    fake_make: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_venv(tmp_path, "3.12")
+    post.install(tmp_path, ["make", "install"], "3.12", "pip")
+    assert fake_make.read_text(encoding="utf-8").splitlines() == ["install", "venv"]
+    assert not (tmp_path / ".venv/.installed").exists(), "the stamp would stop make install"
+    out = capsys.readouterr().out
+    assert "Reusing the existing virtual environment" in out
+    assert "Installing the project and its dev dependencies with pip" in out
+
+
+def test_a_venv_folder_that_is_no_venv_is_refused(fake_make: Path, tmp_path: Path) -> None:
+    (tmp_path / ".venv" / "mine").mkdir(parents=True)
+    with pytest.raises(post.InstallError, match="exists but is not a virtual environment"):
+        post.install(tmp_path, ["make", "install"], "3.12", "uv")
+    assert (tmp_path / ".venv" / "mine").is_dir()
+    assert not fake_make.exists()
+
+
+def test_no_outer_make_settings_reach_the_project_make(fake_make: Path, tmp_path: Path) -> None:
+    env = post.project_env(tmp_path)
+    assert "MAKEFLAGS" not in env
+    assert env["UV_PYTHON_DOWNLOADS"] == "never"
+    assert env["VIRTUAL_ENV"] == str(tmp_path / ".venv")

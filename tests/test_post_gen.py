@@ -12,10 +12,14 @@ from pathlib import Path
 import pytest
 from bakery import (
     LOCAL_PYTHON,
+    SUPPORTED_PYTHONS,
     Bake,
     bake,
     expected_files,
+    load_hook,
     project_files,
+    python_available,
+    python_version_of,
     run_rendered_hook,
     snapshot,
     unrendered_markers,
@@ -76,8 +80,7 @@ class TestRunTestsOff:
         output = without_tests.output
         assert "run_tests is off" in output
         assert f"cd {without_tests.project_dir}" in output
-        assert re.search(r"uv sync --locked .*--group dev|pip install .*-e \. --group dev", output)
-        assert "make test" in output
+        assert f"    cd {without_tests.project_dir}\n    make install\n    make test\n" in output
 
     def test_files_match_the_template(self, without_tests: Bake) -> None:
         assert_same_files(without_tests)
@@ -232,7 +235,40 @@ def test_unreachable_package_index_keeps_the_project(tmp_path: Path, installer: 
     assert "warning: setting up the project's virtual environment failed" in output
     assert "Last lines of the installer output:" in output
     assert f"The project is kept at {result.project_dir}" in output
-    assert "--group dev" in output
-    assert "make test" in output
+    assert re.search(r"^    \| ", output, re.MULTILINE), "no line of the installer's output"
+    command = "make install PYTHON=" + (".* INSTALLER=pip" if installer == "pip" else "")
+    assert re.search(rf"^    {command}.*\n    make test$", output, re.MULTILINE), output
     assert "Running the generated test suite" not in output
     assert (result.project_dir / "pyproject.toml").is_file()
+    # make install made .venv with the Python the hook found, before the install failed.
+    assert python_version_of(result.project_dir / ".venv/bin/python") == LOCAL_PYTHON
+
+
+OTHER_PYTHONS = [version for version in SUPPORTED_PYTHONS if version != LOCAL_PYTHON]
+
+
+@pytest.mark.skipif(
+    not any(map(python_available, OTHER_PYTHONS)), reason="needs a second Python version"
+)
+def test_a_venv_of_another_python_is_replaced(tmp_path: Path) -> None:
+    """The rerun hook removes a .venv of the wrong Python; make install makes it again with
+    the right one (then pip, offline, fails: a warning, exit status 0)."""
+    result = bake(tmp_path / "bake", {"run_tests": "no", "python_version": LOCAL_PYTHON})
+    assert result.returncode == 0, result.describe()
+    project = result.project_dir
+    other = next(filter(None, map(load_hook("post_gen_project").find_python, OTHER_PYTHONS)))
+    subprocess.run([other, "-m", "venv", "--without-pip", project / ".venv"], check=True)
+    context = result.context()
+    context["cookiecutter"]["run_tests"] = True
+    empty = tmp_path / "empty-cache"
+    rerun = run_rendered_hook(
+        "post_gen_project",
+        context,
+        cwd=project,
+        script_dir=tmp_path / "hook",
+        env={**NO_INDEX_ENV["pip"], "PIP_CACHE_DIR": str(empty)},
+    )
+    assert rerun.returncode == 0, rerun.stdout
+    assert f"Replacing {project / '.venv'}: it does not run Python {LOCAL_PYTHON}" in rerun.stdout
+    assert "warning: setting up the project's virtual environment failed" in rerun.stdout
+    assert python_version_of(project / ".venv/bin/python") == LOCAL_PYTHON

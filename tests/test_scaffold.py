@@ -63,7 +63,8 @@ def install(project: Path) -> None:
     hook = load_hook("post_gen_project")
     python = hook.find_python(LOCAL_PYTHON)
     assert python is not None
-    hook.create_venv_and_install(project, python, LOCAL_PYTHON, hook.find_uv())
+    installer, command = hook.install_command(python)
+    hook.install(project, command, LOCAL_PYTHON, installer)
 
 
 def make_resource(project: Path, name: str, fields: str) -> subprocess.CompletedProcess[str]:

@@ -217,7 +217,8 @@ class Page(ReadSchema, Generic[T]):
 
     @classmethod
     def of(cls, rows: Sequence[object], *, total: int, params: PageParams) -> Self:
-        """The page for these ORM rows; each is read into `T` through its attributes."""
+        """The page for these rows (ORM objects or result rows), each read into `T` through its
+        attributes."""
         return cls.model_validate(
             {"items": rows, "total": total, "limit": params.limit, "offset": params.offset}
         )

@@ -1,9 +1,10 @@
 """The example resource. Ownership is part of every query: another user's item is not found."""
 
 import uuid
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, bindparam, func, or_, select
+from sqlalchemy import Row, Select, and_, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -11,7 +12,7 @@ from app.auth.exceptions import InvalidToken
 from app.core.errors import is_foreign_key_violation
 from app.items.exceptions import ItemNotFound
 from app.items.models import Item
-from app.items.schemas import ItemCreate, ItemUpdate
+from app.items.schemas import ItemCreate, ItemRead, ItemUpdate
 from app.users.models import Caller, Role, User
 from app.users.service import VALID_ACCOUNT
 
@@ -42,18 +43,24 @@ async def create_item(session: AsyncSession, *, owner: Caller, data: ItemCreate)
 # (admins see every item, anyone else only their own; none: not found). Built once, with its
 # values as parameters: the most frequent query of the resource spends nothing on being built
 # or looked up in the SQL cache.
-_ITEM_FOR_ACCOUNT = (
-    select(Item, User.role)
-    .select_from(User)
-    .outerjoin(
-        Item,
-        and_(
-            Item.id == bindparam("item_id"),
-            or_(Item.owner_id == User.id, User.role == Role.ADMIN),
-        ),
+def _item_for_account(*columns: Any) -> Select[Any]:
+    return (
+        select(*columns)
+        .select_from(User)
+        .outerjoin(
+            Item,
+            and_(
+                Item.id == bindparam("item_id"),
+                or_(Item.owner_id == User.id, User.role == Role.ADMIN),
+            ),
+        )
+        .where(*VALID_ACCOUNT)
     )
-    .where(*VALID_ACCOUNT)
-)
+
+
+_ITEM_FOR_ACCOUNT = _item_for_account(Item, User.role)
+# The same query for a route that only shows the item: its columns as a plain row.
+_ITEM_ROW_FOR_ACCOUNT = _item_for_account(*Item.__table__.columns, User.role.label("caller_role"))
 
 
 async def get_item_for_account(
@@ -74,15 +81,40 @@ async def get_item_for_account(
     return item
 
 
+async def read_item_for_account(
+    session: AsyncSession, *, user_id: uuid.UUID, token_version: int, item_id: uuid.UUID
+) -> ItemRead:
+    """`get_item_for_account` for a route that only shows the item: the same query, checks and
+    errors, but its row goes straight into the `ItemRead` the route answers with. No `Item` is
+    built and tracked by the session (the ORM's share of the read: a fifth of a cached item
+    GET's CPU, measured by `make bench`); a route that changes the item needs the `Item`.
+    """
+    values = {"user_id": user_id, "token_version": token_version, "item_id": item_id}
+    connection = await session.connection()
+    row = (await connection.execute(_ITEM_ROW_FOR_ACCOUNT, values)).one_or_none()
+    if row is None:
+        raise InvalidToken
+    if row.id is None:
+        raise ItemNotFound
+    return ItemRead.model_validate(row)
+
+
 async def list_items(
     session: AsyncSession, *, viewer: Caller, limit: int, offset: int
-) -> tuple[list[Item], int]:
-    visible = _visible_to(select(Item), viewer)
-    total = await session.scalar(select(func.count()).select_from(visible.subquery()))
-    result = await session.execute(
+) -> tuple[Sequence[Row[Any]], int]:
+    """A page of the items the viewer may see, newest first, and how many there are.
+
+    The page comes as plain rows (Core, as in `read_item_for_account`), which the route reads
+    into `ItemRead`: the ORM would build and track an `Item` for each row, for a page that
+    nobody changes.
+    """
+    visible = _visible_to(select(*Item.__table__.columns), viewer)
+    connection = await session.connection()
+    total = await connection.scalar(select(func.count()).select_from(visible.subquery()))
+    result = await connection.execute(
         visible.order_by(Item.created_at.desc(), Item.id.desc()).limit(limit).offset(offset)
     )
-    return list(result.scalars()), total or 0
+    return result.all(), total or 0
 
 
 async def update_item(session: AsyncSession, *, item: Item, data: ItemUpdate) -> Item:

@@ -5,10 +5,11 @@ import pytest
 from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.exceptions import InvalidToken
 from app.items import service
 from app.items.exceptions import ItemNotFound
 from app.items.models import Item
-from app.items.schemas import ItemCreate, ItemUpdate
+from app.items.schemas import ItemCreate, ItemRead, ItemUpdate
 from app.users.models import User
 from tests.factories import create_user
 from tests.items.factories import create_item
@@ -40,6 +41,36 @@ async def test_admin_sees_every_item(session: AsyncSession, user: User, admin: U
     items, total = await service.list_items(session, viewer=admin, limit=10, offset=0)
     assert total == 1
     assert [entry.id for entry in items] == [item.id]
+
+
+async def _read(session: AsyncSession, viewer: User, item_id: uuid.UUID) -> ItemRead:
+    return await service.read_item_for_account(
+        session, user_id=viewer.id, token_version=viewer.token_version, item_id=item_id
+    )
+
+
+async def test_the_read_row_answers_as_the_loaded_item(
+    session: AsyncSession, user: User, admin: User
+) -> None:
+    """`read_item_for_account` (the GET's Core read) gives what `get_item_for_account` gives,
+    the timestamps still aware, and refuses and hides exactly as it does."""
+    item = await create_item(session, owner=user, title="a", description="d")
+    loaded = ItemRead.model_validate(await _get(session, user, item.id))
+    read = await _read(session, user, item.id)
+    assert read == loaded
+    assert read.created_at.tzinfo is not None
+    assert await _read(session, admin, item.id) == loaded
+    stranger = await create_user(session)
+    with pytest.raises(ItemNotFound):
+        await _read(session, stranger, item.id)
+    with pytest.raises(ItemNotFound):
+        await _read(session, user, uuid.uuid4())
+    user.token_version += 1
+    await session.flush()
+    with pytest.raises(InvalidToken):
+        await service.read_item_for_account(
+            session, user_id=user.id, token_version=user.token_version - 1, item_id=item.id
+        )
 
 
 async def test_update_item_applies_only_set_fields(session: AsyncSession, user: User) -> None:

@@ -51,6 +51,9 @@ API = "/api/v1"
 PASSWORD = "bench-password-0123456789"
 START_TIMEOUT = 60.0
 FLOOD_CONNECTIONS = 8
+# Before each scenario, the servers are given up to SETTLE_TIMEOUT seconds to go idle: below
+# IDLE_SHARE of a core over SETTLE_SAMPLE seconds.
+SETTLE_TIMEOUT, SETTLE_SAMPLE, IDLE_SHARE = 15.0, 0.25, 0.05
 # Items the reading user owns: more than one page of the list scenario.
 READER_ITEMS = 25
 
@@ -362,6 +365,21 @@ def login_flood(base: str, folder: Path, seconds: int) -> Iterator[list[str]]:
         outputs.append(out)
 
 
+def settle(targets: dict[str, Target]) -> None:
+    """Wait (up to SETTLE_TIMEOUT) until no server is busy: a login flood leaves hashes running
+    for a while after wrk stops, on the core every server shares, and the next scenario would
+    pay for them."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while time.monotonic() < deadline:
+        before = [cpu_seconds(t.pid) for t in targets.values()]
+        time.sleep(SETTLE_SAMPLE)
+        after = [cpu_seconds(t.pid) for t in targets.values()]
+        pairs = zip(before, after, strict=True)
+        busy = sum(end - start for start, end in pairs if start is not None and end is not None)
+        if busy < SETTLE_SAMPLE * IDLE_SHARE:
+            return
+
+
 def run_one(
     scenario: Scenario,
     targets: dict[str, Target],
@@ -551,6 +569,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         logins: list[float] = []
         for number in range(1, args.rounds + 1):
             for row in rows:
+                settle(targets)
                 sample, login_rate = run_one(row.scenario, targets, ctx, folder, args)
                 row.samples.append(sample)
                 if login_rate is not None:

@@ -218,11 +218,19 @@ def python_candidates(version: str) -> Iterator[str]:
 
 
 def find_python(version: str) -> str | None:
-    """An interpreter that really runs as Python ``version``, or None."""
+    """An interpreter that really runs as Python ``version``, or None (each probed once)."""
+    seen: set[str] = set()
     for candidate in python_candidates(version):
+        if candidate in seen:
+            continue
+        seen.add(candidate)
         if candidate == sys.executable or interpreter_version(candidate) == version:
             return candidate
     return None
+
+
+def make_install(python: str) -> list[str]:
+    return ["make", "install", f"PYTHON={python}"]
 
 
 def install_command(python: str) -> tuple[str, list[str]]:
@@ -234,7 +242,7 @@ def install_command(python: str) -> tuple[str, list[str]]:
     uv = find_uv()
     if forced == "uv" and uv is None:
         raise InstallError(f"{INSTALLER_VARIABLE}=uv is set but no uv executable was found")
-    command = ["make", "install", f"PYTHON={python}"]
+    command = make_install(python)
     if forced == "pip" or uv is None:
         return "pip", [*command, "INSTALLER=pip"]
     return "uv", command if uv == shutil.which("uv") else [*command, f"UV={uv}"]
@@ -317,11 +325,11 @@ def main(raw_answers: str) -> int:
             f"python{version} on PATH, pyenv installs and `uv python find`).",
             f"The project is kept at {project_dir}; nothing was installed and no test was run.",
             f"Install Python {version}, then run:",
-            finish_commands(project_dir, ("make", "install", f"PYTHON=python{version}")),
+            finish_commands(project_dir, make_install(f"python{version}")),
         )
         return 0
     print(f"Using Python {version} at {python}")
-    command = ["make", "install", f"PYTHON={python}"]
+    command = make_install(python)  # what to retry with if the installer cannot be chosen
     try:
         installer, command = install_command(python)
         install(project_dir, command, version, installer)

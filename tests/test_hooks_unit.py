@@ -521,25 +521,27 @@ def test_a_failed_install_prints_the_command_it_ran_and_the_output_tail(
 
 
 @pytest.mark.skipif(os.name == "nt", reason="uses POSIX shell scripts as fake programs")
-def test_a_venv_of_another_python_is_replaced(
-    fake_make: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("venv_version", "make_calls", "said"),
+    [
+        ("3.10", ["install"], "Replacing {venv}: it does not run Python 3.12"),  # no .venv left
+        ("3.12", ["install", "venv"], "Reusing the existing virtual environment {venv}"),
+    ],
+)
+def test_a_venv_of_another_python_is_replaced_and_one_of_the_right_python_refilled(
+    fake_make: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    venv_version: str,
+    make_calls: list[str],
+    said: str,
 ) -> None:
-    fake_venv(tmp_path, "3.10")
-    post.install(tmp_path, ["make", "install"], "3.12", "uv")
-    assert fake_make.read_text(encoding="utf-8").splitlines() == ["install"]  # no .venv left
-    assert f"Replacing {tmp_path / '.venv'}: it does not run Python 3.12" in capsys.readouterr().out
-
-
-@pytest.mark.skipif(os.name == "nt", reason="uses POSIX shell scripts as fake programs")
-def test_a_venv_of_the_right_python_is_reinstalled_into(
-    fake_make: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    fake_venv(tmp_path, "3.12")
+    fake_venv(tmp_path, venv_version)
     post.install(tmp_path, ["make", "install"], "3.12", "pip")
-    assert fake_make.read_text(encoding="utf-8").splitlines() == ["install", "venv"]
+    assert fake_make.read_text(encoding="utf-8").splitlines() == make_calls
     assert not (tmp_path / ".venv/.installed").exists(), "the stamp would stop make install"
     out = capsys.readouterr().out
-    assert "Reusing the existing virtual environment" in out
+    assert said.format(venv=tmp_path / ".venv") in out
     assert "Installing the project and its dev dependencies with pip" in out
 
 

@@ -88,6 +88,25 @@ class TestRunTestsOff:
     def test_no_unrendered_jinja(self, without_tests: Bake) -> None:
         assert unrendered_markers(without_tests.project_dir) == []
 
+    @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+    @pytest.mark.parametrize(
+        ("variables", "refusal"),
+        [
+            (["INSTALLER=conda"], "INSTALLER must be uv or pip, not 'conda'"),
+            (["INSTALLER=uv", "UV=/nowhere/uv"], "INSTALLER=uv, but no /nowhere/uv found"),
+        ],
+    )
+    def test_make_install_refuses_a_bad_installer_before_making_anything(
+        self, without_tests: Bake, tmp_path: Path, variables: list[str], refusal: str
+    ) -> None:
+        project = shutil.copytree(without_tests.project_dir, tmp_path / "project")
+        made = subprocess.run(
+            ["make", "install", *variables], cwd=project, capture_output=True, text=True
+        )
+        assert made.returncode != 0
+        assert refusal in made.stderr
+        assert not (project / ".venv").exists()
+
     def test_makefile_has_the_advertised_targets(self, without_tests: Bake) -> None:
         makefile = (without_tests.project_dir / "Makefile").read_text(encoding="utf-8")
         for target in ("run", "test"):
